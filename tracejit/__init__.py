@@ -1,0 +1,11 @@
+"""tracejit: trace NumPy-style functions, differentiate them in reverse mode, and run value
+and gradient as fused compiled loops."""
+from . import numpy  # noqa: F401  (installs the Tracer operators)
+from .api import grad, jit, jit_grad, make_ir, stop_gradient, value_and_grad
+from .errors import (ArgnumsError, ArgumentError, GradientError, ShapeError, TracejitError,
+                     TracerBoolError, UnsupportedError)
+
+__all__ = ["grad", "jit", "jit_grad", "make_ir", "stop_gradient", "value_and_grad",
+           "TracejitError", "TracerBoolError", "ShapeError", "UnsupportedError",
+           "ArgnumsError", "ArgumentError", "GradientError"]
+__version__ = "0.1.0"

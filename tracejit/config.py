@@ -1,0 +1,11 @@
+"""Environment flags, read once at import."""
+from __future__ import annotations
+
+import os
+
+# 1: print graphs as functions compile; 2: also the fusion plan; 3: also generated source
+DEBUG = int(os.environ.get("TRACEJIT_DEBUG", "0") or 0)
+CACHE_DIR = os.environ.get("TRACEJIT_CACHE_DIR") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+    "tracejit")
+DEFAULT_BACKEND = os.environ.get("TRACEJIT_BACKEND", "interpreter")

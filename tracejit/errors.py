@@ -1,0 +1,99 @@
+"""Exceptions raised by tracejit, and how they find the line of user code to blame.
+
+Every user-facing error says what was wrong, where in the user's code, and how to fix it.
+Each subclass also inherits the matching builtin, so `except TypeError` keeps working.
+"""
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import types
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_STDLIB_DIRS = tuple({os.path.dirname(os.__file__)})
+
+
+class TracejitError(Exception):
+    """Base class of every error tracejit raises on purpose."""
+
+
+class TracerBoolError(TracejitError, TypeError):
+    """A traced value was asked for a concrete Python value (bool, float, int, index)."""
+
+
+class ShapeError(TracejitError, ValueError):
+    """Shapes that cannot broadcast, contract, reshape or index."""
+
+
+class UnsupportedError(TracejitError, NotImplementedError):
+    """A NumPy function or argument combination tracejit does not trace."""
+
+
+class ArgnumsError(TracejitError, ValueError):
+    """`argnums` out of range, or pointing at an argument that cannot be differentiated."""
+
+
+class ArgumentError(TracejitError, TypeError):
+    """An argument tracejit cannot trace (not an array, scalar or pytree of them)."""
+
+
+class GradientError(TracejitError, TypeError):
+    """The function cannot be differentiated as asked (e.g. a non-scalar loss)."""
+
+
+class DeviceError(TracejitError, RuntimeError):
+    """A device was asked for that is not available."""
+
+
+def _is_internal(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    if path.startswith(_PACKAGE_DIR + os.sep):
+        # tests and examples live outside the package; only the library is internal
+        return True
+    if filename.startswith("<frozen") or "/numpy/" in path or "/numba/" in path:
+        return True
+    return path.startswith(_STDLIB_DIRS)
+
+
+def user_frame() -> tuple[str, int, str] | None:
+    """The innermost stack frame outside tracejit, NumPy and the stdlib: (file, line, function)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if not _is_internal(code.co_filename):
+            return (code.co_filename, frame.f_lineno, code.co_name)
+        frame = frame.f_back
+    return None
+
+
+def format_frame(where: tuple[str, int, str] | None) -> str:
+    """Two lines in the style of a traceback entry, or '' when no user frame is known."""
+    if where is None:
+        return ""
+    filename, lineno, name = where
+    text = linecache.getline(filename, lineno).strip()
+    out = f'  File "{filename}", line {lineno}, in {name}'
+    return out + (f"\n      {text}" if text else "")
+
+
+def user_error(cls: type[TracejitError], what: str, fix: str,
+               where: tuple[str, int, str] | None = None) -> TracejitError:
+    """Build an error whose message is: what, then the user's line, then how to fix it."""
+    where = where if where is not None else user_frame()
+    parts = [what, format_frame(where), f"Fix: {fix}"]
+    return cls("\n".join(p for p in parts if p))
+
+
+def trim_traceback(exc: BaseException) -> BaseException:
+    """Drop tracejit's own frames from a user-facing exception's traceback (JAX api_boundary)."""
+    tb = exc.__traceback__
+    kept: list[types.TracebackType] = []
+    while tb is not None:
+        if not _is_internal(tb.tb_frame.f_code.co_filename):
+            kept.append(tb)
+        tb = tb.tb_next
+    new_tb = None
+    for entry in reversed(kept):
+        new_tb = types.TracebackType(new_tb, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return exc.with_traceback(new_tb)

@@ -1,0 +1,153 @@
+"""The IR: a Graph is a list of equations in SSA order over typed variables.
+
+Printed one equation per line, JAX style: `c:f32[n] = mul a b`.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+_SHORT = {"float32": "f32", "float64": "f64", "float16": "f16", "int64": "i64", "int32": "i32",
+          "int16": "i16", "int8": "i8", "uint8": "u8", "bool": "bool", "uint32": "u32",
+          "uint64": "u64", "uint16": "u16"}
+
+
+@dataclass(frozen=True, slots=True)
+class Aval:
+    """Abstract value: what is known about an array at trace time."""
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __str__(self) -> str:
+        name = _SHORT.get(self.dtype.name, self.dtype.name)
+        return f"{name}[{','.join(map(str, self.shape))}]"
+
+
+def aval_of(x: Any) -> Aval:
+    arr = np.asarray(x)
+    return Aval(tuple(arr.shape), arr.dtype)
+
+
+_ids = itertools.count()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Var:
+    """An SSA variable; identity is the object itself."""
+    aval: Aval
+    id: int = field(default_factory=lambda: next(_ids))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Literal:
+    """A constant operand: a scalar, or an array captured from the user's closure."""
+    val: np.ndarray
+    aval: Aval
+
+    @staticmethod
+    def of(value: Any, dtype: Any = None) -> "Literal":
+        arr = np.asarray(value, dtype=dtype)
+        if arr.ndim:  # an array constant is copied so later changes by the caller don't leak in
+            arr = arr.copy()
+            arr.flags.writeable = False
+        return Literal(arr, Aval(tuple(arr.shape), arr.dtype))
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.val.ndim == 0
+
+    shape = property(lambda self: self.aval.shape)
+    dtype = property(lambda self: self.aval.dtype)
+    ndim = property(lambda self: self.aval.ndim)
+
+
+Atom = Var | Literal
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Eqn:
+    """outputs = prim[params](*inputs); `where` is the user's (file, line, function)."""
+    prim: Any  # tracejit.primitives.Primitive
+    inputs: tuple[Atom, ...]
+    params: dict
+    outputs: tuple[Var, ...]
+    where: tuple[str, int, str] | None = None
+
+
+@dataclass(eq=False)
+class Graph:
+    inputs: list[Var]
+    eqns: list[Eqn]
+    outputs: list[Atom]
+    # tracers of an enclosing trace that the last inputs stand for (nested transformations)
+    captured: list = field(default_factory=list)
+    in_avals: list = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return pretty(self)
+
+
+class _Namer:
+    """Short readable names a, b, ..., z, ba, bb, ... in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.names: dict[int, str] = {}
+
+    def __call__(self, atom: Atom) -> str:
+        if isinstance(atom, Literal):
+            if atom.is_scalar:
+                return f"{atom.val.item()!r}:{str(atom.aval).split('[')[0]}"
+            return f"const{atom.aval}"
+        if atom.id not in self.names:
+            n, s = len(self.names), ""
+            while True:
+                s = chr(ord("a") + n % 26) + s
+                n //= 26
+                if n == 0:
+                    break
+            self.names[atom.id] = s
+        return self.names[atom.id]
+
+
+def _fmt_param(v: Any) -> str:
+    if isinstance(v, np.dtype):
+        return v.name
+    return str(v).replace(" ", "")
+
+
+def pretty(graph: Graph) -> str:
+    name = _Namer()
+    ins = " ".join(f"{name(v)}:{v.aval}" for v in graph.inputs)
+    lines = [f"{{ lambda {ins} ."]
+    for e in graph.eqns:
+        outs = " ".join(f"{name(v)}:{v.aval}" for v in e.outputs)
+        params = ",".join(f"{k}={_fmt_param(v)}" for k, v in e.params.items())
+        args = " ".join(name(a) for a in e.inputs)
+        lines.append(f"    {outs} = {e.prim.name}{f'[{params}]' if params else ''} {args}")
+    lines.append(f"  in ( {', '.join(name(v) for v in graph.outputs)} ) }}")
+    return "\n".join(lines)
+
+
+def check_graph(graph: Graph) -> None:
+    """Assert SSA order and that every equation's outputs match its shape rule."""
+    defined = {v.id for v in graph.inputs}
+    for e in graph.eqns:
+        for a in e.inputs:
+            assert isinstance(a, Literal) or a.id in defined, f"{e.prim.name}: use before def"
+        expected = e.prim.abstract_eval(*[a.aval for a in e.inputs], **e.params)
+        got = [v.aval for v in e.outputs]
+        assert expected == got, f"{e.prim.name}: avals {got} != rule {expected}"
+        defined.update(v.id for v in e.outputs)
+    for v in graph.outputs:
+        assert isinstance(v, Literal) or v.id in defined, "output not defined"

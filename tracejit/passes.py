@@ -1,0 +1,144 @@
+"""Clean-up passes, each a pure Graph -> Graph rewrite: stop_gradient erasure, algebraic
+simplification, common-subexpression elimination and dead-code elimination."""
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Atom, Eqn, Graph, Literal, Var
+from .primitives import ELEMENTWISE, LAYOUT
+
+
+def simplify(graph: Graph) -> Graph:
+    """The pipeline run before fusion: erase, simplify, CSE, then DCE."""
+    return dce(cse(algebraic(erase_identities(graph))))
+
+
+def _substitute(graph: Graph, decide) -> Graph:
+    """Walk equations; `decide(eqn, inputs)` returns an atom to replace the eqn's single
+    output with, a tuple of new inputs, or None to keep the (input-renamed) equation."""
+    rename: dict[int, Atom] = {}
+
+    def sub(a: Atom) -> Atom:
+        return rename.get(a.id, a) if isinstance(a, Var) else a
+
+    eqns = []
+    for e in graph.eqns:
+        inputs = tuple(map(sub, e.inputs))
+        replacement = decide(e, inputs)
+        if isinstance(replacement, tuple):  # new inputs for the same equation
+            inputs, replacement = replacement, None
+        if replacement is not None:
+            rename[e.outputs[0].id] = replacement
+        else:
+            eqns.append(Eqn(e.prim, inputs, e.params, e.outputs, e.where)
+                        if inputs != e.inputs else e)
+    return Graph(graph.inputs, eqns, [sub(o) for o in graph.outputs])
+
+
+def erase_identities(graph: Graph) -> Graph:
+    """stop_gradient (and any primitive marked erase_after_autodiff) becomes its input."""
+    return _substitute(graph, lambda e, ins: ins[0] if e.prim.erase_after_autodiff else None)
+
+
+def _is_const(a: Atom, value: float) -> bool:
+    return isinstance(a, Literal) and a.is_scalar and a.val == value
+
+
+def _fold(e: Eqn, ins) -> Atom | None:
+    """Equations on scalar (or size-1) literals only become a literal."""
+    if e.prim.kind in ELEMENTWISE + (LAYOUT,) and ins and all(
+            isinstance(a, Literal) and a.aval.size == 1 for a in ins):
+        with np.errstate(all="ignore"):
+            val = np.asarray(e.prim.impl(*[a.val for a in ins], **e.params))
+        out = e.outputs[0].aval
+        if val.size == 1:
+            return Literal.of(val.astype(out.dtype).reshape(out.shape))
+    return None
+
+
+def _algebraic_rule(e: Eqn, ins) -> Atom | None:
+    out = e.outputs[0].aval
+    name = e.prim.name
+    folded = _fold(e, ins)
+    if folded is not None:
+        return folded
+    keeps = lambda a: isinstance(a, Var) and a.aval == out  # noqa: E731  (no shape change)
+    if name == "mul":
+        for a, b in ((ins[0], ins[1]), (ins[1], ins[0])):
+            if _is_const(b, 1) and keeps(a):
+                return a
+    if name in ("div", "sub") and keeps(ins[0]) and _is_const(ins[1], 1 if name == "div" else 0):
+        return ins[0]
+    return None
+
+
+def _implicit_broadcasts(e: Eqn, ins, sources: dict[int, Atom]) -> tuple:
+    """Elementwise ops broadcast by themselves: feed them a broadcast's (or a size-1
+    literal's) source when the output shape stays the same."""
+    if e.prim.kind not in ELEMENTWISE:
+        return ins
+    out_shape = e.outputs[0].aval.shape
+    ins = list(ins)
+    for i, a in enumerate(ins):
+        src = sources.get(a.id, a) if isinstance(a, Var) else a
+        if isinstance(src, Literal) and src.aval.size == 1 and src.ndim:
+            src = Literal.of(src.val.reshape(()))
+        if src is a:
+            continue
+        shapes = [b.aval.shape for j, b in enumerate(ins) if j != i] + [src.aval.shape]
+        if tuple(np.broadcast_shapes(*shapes)) == out_shape:
+            ins[i] = src
+    return tuple(ins)
+
+
+def algebraic(graph: Graph) -> Graph:
+    """Constant folding; implicit broadcasting; x*1, 1*x, x/1, x-0 -> x; neg(neg x) -> x.
+    (x+0 is kept: it turns -0.0 into +0.0.)"""
+    negated: dict[int, Atom] = {}
+    sources: dict[int, Atom] = {}  # broadcast outputs -> what they broadcast
+
+    def rule(e: Eqn, ins):
+        ins = _implicit_broadcasts(e, ins, sources)
+        if e.prim.name == "neg" and isinstance(ins[0], Var) and ins[0].id in negated:
+            return negated[ins[0].id]
+        if e.prim.name == "neg":
+            negated[e.outputs[0].id] = ins[0]
+        if e.prim.name == "broadcast":
+            sources[e.outputs[0].id] = ins[0]
+        return _algebraic_rule(e, ins) or ins
+    return _substitute(graph, rule)
+
+
+def _key(a: Atom):
+    if isinstance(a, Var):
+        return a.id
+    if a.is_scalar:
+        return ("lit", a.val.item(), a.aval.dtype.str, a.val.tobytes())
+    return ("const", id(a))
+
+
+def cse(graph: Graph) -> Graph:
+    """Equations with the same primitive, params and inputs compute the same value once."""
+    seen: dict[tuple, Var] = {}
+
+    def rule(e: Eqn, ins):
+        if e.prim.multiple_results:
+            return None
+        key = (e.prim.name, tuple(map(_key, ins)), tuple(sorted(
+            (k, repr(v)) for k, v in e.params.items())))
+        if key in seen:
+            return seen[key]
+        seen[key] = e.outputs[0]
+        return None
+    return _substitute(graph, rule)
+
+
+def dce(graph: Graph) -> Graph:
+    """Drop equations none of whose outputs reach the graph's outputs."""
+    live = {o.id for o in graph.outputs if isinstance(o, Var)}
+    kept = []
+    for e in reversed(graph.eqns):
+        if any(v.id in live for v in e.outputs):
+            kept.append(e)
+            live.update(a.id for a in e.inputs if isinstance(a, Var))
+    return Graph(graph.inputs, kept[::-1], graph.outputs)

@@ -1,0 +1,182 @@
+"""Elementwise primitives: unary, binary (NumPy broadcasting) and select.
+
+Binary primitives take operands of one dtype (tracejit.numpy promotes before binding) and
+broadcast like NumPy; autodiff sums a cotangent back to its input's shape, never the rule.
+Emit templates are scalar Python expressions valid in numba.njit and numba.cuda.jit code;
+`{T}` stands for the output's scalar type (e.g. np.float32) so constants keep their dtype.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError, user_error
+from ..ir import Aval
+from . import ANY, BINARY, NONZERO, POSITIVE, SELECT, SMOOTH, UNARY, UNIT, defprim, is_float
+
+
+def broadcast_shapes(*shapes: tuple[int, ...], op: str = "") -> tuple[int, ...]:
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        shown = " and ".join(str(tuple(s)) for s in shapes)
+        raise user_error(
+            ShapeError, f"{op}: shapes {shown} cannot be broadcast together.",
+            "make the shapes compatible (NumPy broadcasting: trailing dimensions must be equal "
+            "or 1), e.g. with reshape, expand_dims or x[:, None].") from None
+
+
+def same_shape(x: Aval, **_) -> Aval:
+    return x
+
+
+def _binary_shape(name: str, out_dtype=None):
+    def rule(x: Aval, y: Aval) -> Aval:
+        assert x.dtype == y.dtype, f"{name}: operand dtypes differ ({x.dtype}, {y.dtype})"
+        return Aval(broadcast_shapes(x.shape, y.shape, op=name), out_dtype or x.dtype)
+    return rule
+
+
+def _bool_shape(x: Aval) -> Aval:
+    return Aval(x.shape, np.dtype(bool))
+
+
+def select(c, x, y):
+    return select_p.bind(c, x, y)
+
+
+def convert(x, dtype):
+    return convert_p.bind(x, dtype=np.dtype(dtype))
+
+
+def zeros_like_ct(x):
+    return None
+
+
+def _unary(name, impl, vjp, emit, numpy=(), domain=ANY, **kw):
+    return defprim(name, UNARY, shape=same_shape, impl=impl, vjp=vjp, emit=emit,
+                   numpy=numpy, domain=domain, **kw)
+
+
+# ----- unary -----
+neg_p = _unary("neg", np.negative, lambda g, out, x: (-g,), "(-{0})", ("negative",))
+exp_p = _unary("exp", np.exp, lambda g, out, x: (g * out,), "math.exp({0})", ("exp",),
+               domain=SMOOTH)
+expm1_p = _unary("expm1", np.expm1, lambda g, out, x: (g * (out + 1),), "math.expm1({0})",
+                 ("expm1",), domain=SMOOTH)
+log_p = _unary("log", np.log, lambda g, out, x: (g / x,), "math.log({0})", ("log",),
+               domain=POSITIVE)
+log1p_p = _unary("log1p", np.log1p, lambda g, out, x: (g / (x + 1),), "math.log1p({0})",
+                 ("log1p",), domain=POSITIVE)
+sin_p = _unary("sin", np.sin, lambda g, out, x: (g * cos_p.bind(x),), "math.sin({0})", ("sin",))
+cos_p = _unary("cos", np.cos, lambda g, out, x: (-(g * sin_p.bind(x)),), "math.cos({0})",
+               ("cos",))
+tan_p = _unary("tan", np.tan, lambda g, out, x: (g * (1 + out * out),), "math.tan({0})",
+               ("tan",), domain=UNIT)
+tanh_p = _unary("tanh", np.tanh, lambda g, out, x: (g * (1 - out * out),), "math.tanh({0})",
+                ("tanh",))
+sinh_p = _unary("sinh", np.sinh, lambda g, out, x: (g * cosh_p.bind(x),), "math.sinh({0})",
+                ("sinh",), domain=SMOOTH)
+cosh_p = _unary("cosh", np.cosh, lambda g, out, x: (g * sinh_p.bind(x),), "math.cosh({0})",
+                ("cosh",), domain=SMOOTH)
+arctan_p = _unary("arctan", np.arctan, lambda g, out, x: (g / (1 + x * x),), "math.atan({0})",
+                  ("arctan",))
+arcsin_p = _unary("arcsin", np.arcsin, lambda g, out, x: (g / sqrt_p.bind(1 - x * x),),
+                  "math.asin({0})", ("arcsin",), domain=UNIT)
+arccos_p = _unary("arccos", np.arccos, lambda g, out, x: (-g / sqrt_p.bind(1 - x * x),),
+                  "math.acos({0})", ("arccos",), domain=UNIT)
+sqrt_p = _unary("sqrt", np.sqrt, lambda g, out, x: (g / (2 * out),), "math.sqrt({0})",
+                ("sqrt",), domain=POSITIVE)
+# d|x|/dx = sign(x), so 0 at x = 0 (as JAX)
+abs_p = _unary("abs", np.abs, lambda g, out, x: (g * sign_p.bind(x),), "abs({0})",
+               ("absolute", "abs"), domain=NONZERO)
+logistic_p = _unary("logistic", lambda x: 1 / (1 + np.exp(-x)),
+                    lambda g, out, x: (g * (out * (1 - out)),),
+                    "({T}(1) / ({T}(1) + math.exp(-{0})))", domain=ANY)
+# piecewise-constant functions: zero gradient everywhere (JAX's convention)
+sign_p = _unary("sign", np.sign, lambda g, out, x: (None,),
+                "({T}(1) if {0} > 0 else ({T}(-1) if {0} < 0 else {0}))", ("sign",))
+floor_p = _unary("floor", np.floor, lambda g, out, x: (None,), "np.floor({0})", ("floor",))
+ceil_p = _unary("ceil", np.ceil, lambda g, out, x: (None,), "np.ceil({0})", ("ceil",))
+round_p = _unary("round", np.rint, lambda g, out, x: (None,), "np.rint({0})", ("rint",))
+logical_not_p = defprim("logical_not", UNARY, shape=_bool_shape, impl=np.logical_not,
+                        emit="(not {0})", numpy=("logical_not",))
+# identity forward, constant edge backward; erased by passes.simplify once autodiff is done
+stop_gradient_p = _unary("stop_gradient", lambda x: np.array(x, copy=True),
+                         lambda g, out, x: (None,), "{0}", erase_after_autodiff=True)
+
+
+def _convert_shape(x: Aval, dtype: np.dtype) -> Aval:
+    return Aval(x.shape, np.dtype(dtype))
+
+
+def _convert_vjp(g, out, x, dtype):
+    return (convert(g, x.dtype) if is_float(x.dtype) and is_float(dtype) else None,)
+
+
+convert_p = defprim("convert", UNARY, shape=_convert_shape,
+                    impl=lambda x, dtype: np.asarray(x).astype(dtype),
+                    vjp=_convert_vjp, emit="np.{dtype}({0})", domain=ANY,
+                    params={"dtype": np.dtype(np.float64)})
+
+
+# ----- binary -----
+def _binary(name, impl, vjp, emit, numpy=(), domain=ANY, out_dtype=None):
+    return defprim(name, BINARY, shape=_binary_shape(name, out_dtype), impl=impl, vjp=vjp,
+                   emit=emit, numpy=numpy, domain=domain)
+
+
+def _pow_vjp(g, out, x, y):
+    gx = g * (y * x ** (y - 1))
+    # d/dy x**y = log(x) x**y, defined as 0 where x == 0 (JAX's choice) so 0**y stays finite
+    safe_x = select(x == 0, 1, x)
+    gy = g * select(x == 0, 0, out * log_p.bind(safe_x))
+    return gx, gy
+
+
+def _max_vjp(g, out, x, y):
+    # ties share the gradient equally (as jax.numpy.maximum)
+    gx = select(x > y, g, select(x == y, 0.5 * g, 0))
+    return gx, g - gx
+
+
+def _min_vjp(g, out, x, y):
+    gx = select(x < y, g, select(x == y, 0.5 * g, 0))
+    return gx, g - gx
+
+
+# NaN-propagating like np.maximum: the comparison is false when either side is NaN
+MAX_EMIT = "({0} if ({0} > {1} or {0} != {0}) else {1})"
+MIN_EMIT = "({0} if ({0} < {1} or {0} != {0}) else {1})"
+
+add_p = _binary("add", np.add, lambda g, out, x, y: (g, g), "({0} + {1})", ("add",))
+sub_p = _binary("sub", np.subtract, lambda g, out, x, y: (g, -g), "({0} - {1})", ("subtract",))
+mul_p = _binary("mul", np.multiply, lambda g, out, x, y: (g * y, g * x), "({0} * {1})",
+                ("multiply",))
+div_p = _binary("div", np.divide, lambda g, out, x, y: (g / y, -(g * out) / y), "({0} / {1})",
+                ("divide", "true_divide"), domain=NONZERO)
+pow_p = _binary("pow", np.power, _pow_vjp, "({0} ** {1})", ("power",), domain=POSITIVE)
+max_p = _binary("max", np.maximum, _max_vjp, MAX_EMIT, ("maximum",))
+min_p = _binary("min", np.minimum, _min_vjp, MIN_EMIT, ("minimum",))
+
+_BOOL = np.dtype(bool)
+_no_grad = lambda g, out, x, y: (None, None)  # noqa: E731
+lt_p = _binary("lt", np.less, _no_grad, "({0} < {1})", ("less",), out_dtype=_BOOL)
+le_p = _binary("le", np.less_equal, _no_grad, "({0} <= {1})", ("less_equal",), out_dtype=_BOOL)
+gt_p = _binary("gt", np.greater, _no_grad, "({0} > {1})", ("greater",), out_dtype=_BOOL)
+ge_p = _binary("ge", np.greater_equal, _no_grad, "({0} >= {1})", ("greater_equal",),
+               out_dtype=_BOOL)
+eq_p = _binary("eq", np.equal, _no_grad, "({0} == {1})", ("equal",), out_dtype=_BOOL)
+ne_p = _binary("ne", np.not_equal, _no_grad, "({0} != {1})", ("not_equal",), out_dtype=_BOOL)
+and_p = _binary("and", np.logical_and, _no_grad, "({0} and {1})", ("logical_and",))
+or_p = _binary("or", np.logical_or, _no_grad, "({0} or {1})", ("logical_or",))
+
+
+# ----- select -----
+def _select_shape(c: Aval, x: Aval, y: Aval) -> Aval:
+    assert c.dtype == _BOOL and x.dtype == y.dtype, f"select: dtypes {c.dtype} {x.dtype} {y.dtype}"
+    return Aval(broadcast_shapes(c.shape, x.shape, y.shape, op="where"), x.dtype)
+
+
+select_p = defprim("select", SELECT, shape=_select_shape, impl=np.where,
+                   vjp=lambda g, out, c, x, y: (None, select(c, g, 0), select(c, 0, g)),
+                   emit="({1} if {0} else {2})", numpy=("where",))

@@ -1,0 +1,70 @@
+"""Reductions over `axes`. The output keeps the reduced axes as size-1 dimensions, so the
+value broadcasts straight back against the operand (softmax's `x - max(x)`); NumPy's
+keepdims=False is a reshape after it. Backends emit them as accumulators."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Aval
+from . import ANY, REDUCE, Reduce, defprim
+from .elementwise import MAX_EMIT, MIN_EMIT, convert, select
+
+
+def _reduce_shape(x: Aval, axes: tuple[int, ...]) -> Aval:
+    return Aval(tuple(1 if i in axes else d for i, d in enumerate(x.shape)), x.dtype)
+
+
+def _arg_shape(x: Aval, axes: tuple[int, ...]) -> Aval:
+    assert len(axes) == 1, "argmax/argmin reduce one axis"
+    return Aval(_reduce_shape(x, axes).shape, np.dtype(np.int64))
+
+
+def _np_reduce(fn):
+    return lambda x, axes: fn(x, axis=axes, keepdims=True)
+
+
+def _broadcast(g, shape):
+    from .layout import broadcast_p
+    return broadcast_p.bind(g, shape=shape)
+
+
+def _sum_vjp(g, out, x, axes):
+    return (_broadcast(g, x.shape),)
+
+
+def _extremum_vjp(g, out, x, axes):
+    # ties share the gradient equally among the tied elements (as JAX)
+    hit = x == out
+    count = reduce_sum_p.bind(convert(hit, x.dtype), axes=axes)
+    return (select(hit, g / count, 0),)
+
+
+def _prod_vjp(g, out, x, axes):
+    # exact at zeros: no zero -> prod/x; one zero -> product of the others at that entry
+    is_zero = x == 0
+    zeros = reduce_sum_p.bind(convert(is_zero, x.dtype), axes=axes)
+    safe = select(is_zero, 1, x)
+    nonzero_prod = reduce_prod_p.bind(safe, axes=axes)
+    one_zero = select(is_zero, select(zeros == 1, nonzero_prod, 0), 0)
+    return (g * select(zeros == 0, nonzero_prod / safe, one_zero),)
+
+
+reduce_sum_p = defprim("reduce_sum", REDUCE, shape=_reduce_shape, impl=_np_reduce(np.sum),
+                       vjp=_sum_vjp, emit=Reduce("{T}(0)", "({acc} + {x})"), domain=ANY,
+                       params={"axes": (0,)})
+reduce_max_p = defprim("reduce_max", REDUCE, shape=_reduce_shape, impl=_np_reduce(np.max),
+                       vjp=_extremum_vjp, emit=Reduce("-{T}(np.inf)", MAX_EMIT.format(
+                           "{x}", "{acc}")), domain=ANY, params={"axes": (0,)})
+reduce_min_p = defprim("reduce_min", REDUCE, shape=_reduce_shape, impl=_np_reduce(np.min),
+                       vjp=_extremum_vjp, emit=Reduce("{T}(np.inf)", MIN_EMIT.format(
+                           "{x}", "{acc}")), domain=ANY, params={"axes": (0,)})
+reduce_prod_p = defprim("reduce_prod", REDUCE, shape=_reduce_shape, impl=_np_reduce(np.prod),
+                        vjp=_prod_vjp, emit=Reduce("{T}(1)", "({acc} * {x})"), domain=ANY,
+                        params={"axes": (0,)})
+# forward only: integer outputs carry no gradient
+argmax_p = defprim("argmax", REDUCE, shape=_arg_shape,
+                   impl=lambda x, axes: np.argmax(x, axis=axes[0], keepdims=True),
+                   params={"axes": (0,)})
+argmin_p = defprim("argmin", REDUCE, shape=_arg_shape,
+                   impl=lambda x, axes: np.argmin(x, axis=axes[0], keepdims=True),
+                   params={"axes": (0,)})
