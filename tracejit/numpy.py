@@ -605,7 +605,7 @@ def matmul(a, b):
     if a.ndim == 0 or b.ndim == 0:
         raise user_error(ShapeError, "matmul: operands must not be scalars.",
                          "use * for scalar multiplication.")
-    dtype = result_dtype(np.matmul, a, b)
+    dtype = result_dtype(np.multiply, a, b)  # np.matmul cannot be probed with 0-d arrays
     a, b = _common((a, b), dtype)
     a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a
     b2 = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
