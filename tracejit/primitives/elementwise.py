@@ -179,4 +179,4 @@ def _select_shape(c: Aval, x: Aval, y: Aval) -> Aval:
 
 select_p = defprim("select", SELECT, shape=_select_shape, impl=np.where,
                    vjp=lambda g, out, c, x, y: (None, select(c, g, 0), select(c, 0, g)),
-                   emit="({1} if {0} else {2})", numpy=("where",))
+                   emit="({1} if {0} else {2})", numpy=("where",), domain=ANY)
