@@ -10,7 +10,36 @@ from .primitives import ELEMENTWISE, LAYOUT
 
 def simplify(graph: Graph) -> Graph:
     """The pipeline run before fusion: erase, simplify, CSE, then DCE."""
-    return dce(cse(algebraic(erase_identities(graph))))
+    return dce(cse(algebraic(erase_identities(inline_calls(graph)))))
+
+
+def inline_calls(graph: Graph) -> Graph:
+    """Replace each "call" equation (e.g. custom_vjp_call, which carries its sub-graph as
+    params["body"].graph) by the sub-graph's equations, on fresh variables, recursively."""
+    if not any(e.prim.kind == "call" for e in graph.eqns):
+        return graph
+    rename: dict[int, Atom] = {}
+
+    def sub(a: Atom) -> Atom:
+        return rename.get(a.id, a) if isinstance(a, Var) else a
+
+    eqns = []
+    for e in graph.eqns:
+        inputs = tuple(map(sub, e.inputs))
+        if e.prim.kind != "call":
+            eqns.append(Eqn(e.prim, inputs, e.params, e.outputs, e.where)
+                        if inputs != e.inputs else e)
+            continue
+        body = inline_calls(e.params["body"].graph)
+        inner: dict[int, Atom] = {v.id: a for v, a in zip(body.inputs, inputs)}
+        for b in body.eqns:
+            ins = tuple(inner.get(a.id, a) if isinstance(a, Var) else a for a in b.inputs)
+            outs = tuple(Var(v.aval) for v in b.outputs)
+            inner.update((v.id, o) for v, o in zip(b.outputs, outs))
+            eqns.append(Eqn(b.prim, ins, b.params, outs, b.where))
+        for v, o in zip(e.outputs, body.outputs):
+            rename[v.id] = inner.get(o.id, o) if isinstance(o, Var) else o
+    return Graph(graph.inputs, eqns, [sub(o) for o in graph.outputs])
 
 
 def _substitute(graph: Graph, decide) -> Graph:

@@ -1,0 +1,232 @@
+"""User-defined gradient rules: `custom_vjp`, as in JAX.
+
+    @tj.custom_vjp
+    def clip_gradient(x):
+        return x
+    def fwd(x):
+        return x, None                      # (output, residuals for bwd)
+    def bwd(res, g):
+        return (np.clip(g, -1, 1),)         # one cotangent per argument
+    clip_gradient.defvjp(fwd, bwd)
+
+How it works. Called on traced values, the function is traced into a sub-graph and recorded
+as ONE equation of the `custom_vjp_call` primitive (kind "call"), whose params carry the
+sub-graph and the user's fwd/bwd. Autodiff sees an ordinary primitive: its VJP rule runs
+`fwd` and `bwd` on tracers of the joint trace, so the backward pass is written in primitives
+like every other rule (and `grad(grad(f))` differentiates through `bwd`). After autodiff,
+`passes.inline_calls` replaces the equation by its sub-graph, so fusion and backends never
+see it. Called on concrete arrays (outside any transformation), the function just runs.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import pytree
+from .backends.interpreter import eval_graph
+from .errors import GradientError, UnsupportedError, user_error
+from .ir import Graph, Literal
+from .primitives import defprim
+from .tracing import Tracer, trace
+
+CALL = "call"
+
+
+class CallBody:
+    """What a `custom_vjp_call` equation carries: the traced sub-graph and the user's rule.
+
+    `graph` is the function on the flat array leaves of its arguments; `treedef` and `leaves`
+    (Python scalars kept in place, None where an array goes) rebuild the call's arguments.
+    """
+
+    def __init__(self, fn: CustomVJP, graph: Graph, treedef, leaves: list) -> None:
+        self.fn, self.graph, self.treedef, self.leaves = fn, graph, treedef, leaves
+
+    def __str__(self) -> str:  # printed in make_ir's listing as custom_vjp_call[body=name]
+        return self.fn.__name__
+
+    __repr__ = __str__
+
+    def args(self, arrays) -> tuple:
+        """The call's positional arguments, with these arrays in the array slots."""
+        it = iter(arrays)
+        leaves = [next(it) if leaf is None else leaf for leaf in self.leaves]
+        return pytree.unflatten(self.treedef, leaves)
+
+
+def _call_impl(*arrays, body: CallBody):
+    return eval_graph(body.graph, arrays)[0]
+
+
+def _call_vjp(g, out, *arrays, body: CallBody):
+    """Cotangents of the call's array inputs: fwd and bwd run on tracers of the joint trace."""
+    fn = body.fn
+    args = body.args(arrays)
+    diff_args = [a for i, a in enumerate(args) if i not in fn.nondiff_argnums]
+    static = [args[i] for i in fn.nondiff_argnums]
+    _, residuals = _check_fwd(fn, fn.fwd(*args))
+    cts = fn.bwd(*static, residuals, g)
+    if not isinstance(cts, (tuple, list)) or len(cts) != len(diff_args):
+        raise user_error(GradientError, f"custom_vjp({fn.__name__}): bwd must return a tuple "
+                         f"with one cotangent per differentiable argument ({len(diff_args)}), "
+                         f"got {_describe(cts)}.",
+                         "return e.g. (g_x,) for one argument, (g_x, None) to give no gradient "
+                         "to the second.", where=_where(fn.bwd))
+    full = list(cts)
+    for i in fn.nondiff_argnums:
+        full.insert(i, None)
+    out_cts = []
+    for i, (arg, ct) in enumerate(zip(args, full)):
+        leaves, tree = pytree.flatten(arg)
+        ct_leaves = [None] * len(leaves) if ct is None else _flat_like(fn, i, ct, tree)
+        for leaf, c in zip(leaves, ct_leaves):
+            if _is_array(leaf):
+                out_cts.append(_as_cotangent(fn, i, c, leaf, g))
+    return tuple(out_cts)
+
+
+custom_vjp_call_p = defprim("custom_vjp_call", CALL,
+                            shape=lambda *avals, body: body.graph.outputs[0].aval,
+                            impl=_call_impl, vjp=_call_vjp)
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, (Tracer, np.ndarray, np.generic))
+
+
+def _describe(x: Any) -> str:
+    return f"{type(x).__name__} of length {len(x)}" if isinstance(x, (tuple, list)) \
+        else type(x).__name__
+
+
+def _where(fn: Callable):
+    code = getattr(fn, "__code__", None)
+    return (code.co_filename, code.co_firstlineno, code.co_name) if code else None
+
+
+def _flat_like(fn: CustomVJP, i: int, ct: Any, tree) -> list:
+    leaves, ct_tree = pytree.flatten(ct)
+    if ct_tree != tree and not (tree == pytree.LEAF):
+        raise user_error(GradientError, f"custom_vjp({fn.__name__}): bwd's cotangent for "
+                         f"argument {i} has a different structure from the argument.",
+                         "return the cotangent in the same tuple/list/dict structure as the "
+                         "argument.", where=_where(fn.bwd))
+    return leaves
+
+
+def _as_cotangent(fn: CustomVJP, i: int, ct: Any, primal: Any, g: Tracer):
+    """A cotangent as a tracer of the primal's dtype (None stays None: no gradient)."""
+    if ct is None or not np.issubdtype(primal.dtype, np.inexact):
+        return None
+    shape = np.shape(ct) if not isinstance(ct, Tracer) else ct.shape
+    try:
+        ok = tuple(np.broadcast_shapes(shape, primal.shape)) == tuple(primal.shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise user_error(GradientError, f"custom_vjp({fn.__name__}): bwd's cotangent for "
+                         f"argument {i} has shape {tuple(shape)}, but the argument has shape "
+                         f"{tuple(primal.shape)}.",
+                         "return a cotangent with the argument's shape (e.g. g * something "
+                         "broadcast to x.shape).", where=_where(fn.bwd))
+    if not isinstance(ct, Tracer):
+        ct = Tracer(g._trace, Literal.of(np.asarray(ct, dtype=primal.dtype)))
+    from . import numpy as tnp
+    return tnp.astype(ct, primal.dtype)
+
+
+def _check_fwd(fn: CustomVJP, res: Any) -> tuple:
+    if not isinstance(res, (tuple, list)) or len(res) != 2:
+        raise user_error(GradientError, f"custom_vjp({fn.__name__}): fwd must return a pair "
+                         f"(output, residuals), got {_describe(res)}.",
+                         "return (out, residuals); residuals can be any pytree of arrays, or "
+                         "None.", where=_where(fn.fwd))
+    return res[0], res[1]
+
+
+class CustomVJP:
+    """A function with a user-defined VJP; see `custom_vjp`."""
+
+    def __init__(self, fn: Callable, nondiff_argnums: tuple[int, ...] = ()) -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", "fn")
+        self.nondiff_argnums = tuple(sorted(nondiff_argnums))
+        self.fwd: Callable | None = None
+        self.bwd: Callable | None = None
+
+    def __repr__(self) -> str:
+        return f"<tracejit.custom_vjp({self.__name__})>"
+
+    def defvjp(self, fwd: Callable, bwd: Callable) -> CustomVJP:
+        """Set the rule. `fwd(*args) -> (out, residuals)`; `bwd(residuals, g) -> tuple` of
+        one cotangent per argument (None for "no gradient"), in the argument's shape."""
+        self.fwd, self.bwd = fwd, bwd
+        return self
+
+    def __call__(self, *args: Any) -> Any:
+        if self.fwd is None:
+            raise user_error(GradientError, f"custom_vjp({self.__name__}) was called before "
+                             "its rule was set.", f"call {self.__name__}.defvjp(fwd, bwd) "
+                             "after defining the function.")
+        leaves, treedef = pytree.flatten(args)
+        if not any(isinstance(x, Tracer) for x in leaves):
+            return self.fn(*args)  # concrete call: nothing to differentiate
+        for i in self.nondiff_argnums:
+            if any(isinstance(x, Tracer) for x in pytree.flatten(args[i])[0]):
+                raise user_error(UnsupportedError, f"custom_vjp({self.__name__}): argument {i}"
+                                 " is in nondiff_argnums but is a traced value.",
+                                 "pass traced values as ordinary (differentiable) arguments "
+                                 "and return None as their cotangent.")
+        arrays = [np.asarray(x) if isinstance(x, np.generic) else x
+                  for x in leaves if _is_array(x)]
+        kept = [None if _is_array(x) else x for x in leaves]
+        body = CallBody(self, None, treedef, kept)
+        graph, out_tree = trace(lambda *xs: self.fn(*body.args(xs)),
+                                [a.aval if isinstance(a, Tracer) else Literal.of(a).aval
+                                 for a in arrays])
+        self._check_body(graph, out_tree)
+        body.graph = graph
+        return custom_vjp_call_p.bind(*arrays, body=body)
+
+    def _check_body(self, graph: Graph, out_tree) -> None:
+        if out_tree != pytree.LEAF:
+            raise user_error(UnsupportedError, f"custom_vjp({self.__name__}): the function "
+                             "returned a container; tracejit's custom_vjp supports one array "
+                             "output.", "split it into one custom_vjp function per output.")
+        if graph.captured:
+            raise user_error(UnsupportedError, f"custom_vjp({self.__name__}): the function "
+                             "closes over a traced value (a tracer from the enclosing "
+                             "function).", "pass that value in as an argument instead.")
+
+
+def custom_vjp(fn: Callable | None = None, *, nondiff_argnums=()) -> Any:
+    """Give `fn` a user-defined reverse-mode gradient (like jax.custom_vjp).
+
+    Args:
+        fn: a function of arrays (and pytrees of them) returning ONE array.
+        nondiff_argnums: positions of Python-value arguments (e.g. a number of bits) that get
+            no cotangent; they are passed to `bwd` first, as in JAX: `bwd(*nondiff, res, g)`.
+            (Plain Python scalars in other positions are also treated as constants.)
+
+    Returns:
+        A `CustomVJP` wrapper; set its rule with `.defvjp(fwd, bwd)`, where
+        `fwd(*args) -> (out, residuals)` and `bwd(residuals, g) -> (ct_arg0, ct_arg1, ...)`,
+        one cotangent per argument, `None` meaning no gradient. `fwd` and `bwd` are traced
+        like the rest of your code: write them with NumPy calls on their arguments.
+
+    Example (straight-through rounding: round forward, identity backward):
+        >>> @tj.custom_vjp
+        ... def round_ste(x):
+        ...     return np.round(x)
+        >>> round_ste.defvjp(lambda x: (np.round(x), None), lambda res, g: (g,))
+        >>> tj.grad(lambda x: np.sum(round_ste(x) * 3.0))(np.array([0.2, 1.7]))
+        array([3., 3.])
+    """
+    nondiff = (nondiff_argnums,) if isinstance(nondiff_argnums, int) else tuple(nondiff_argnums)
+    if fn is None:
+        return lambda f: CustomVJP(f, nondiff)
+    return CustomVJP(fn, nondiff)
