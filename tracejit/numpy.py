@@ -567,7 +567,8 @@ def getitem(x, index):
     if Ellipsis in index:
         k = index.index(Ellipsis)
         index = index[:k] + (slice(None),) * (x.ndim - n_real) + index[k + 1:]
-    index = index + (slice(None),) * (x.ndim - n_real)
+    else:
+        index = index + (slice(None),) * (x.ndim - n_real)
     starts, limits, strides, flips, out_shape, dim = [], [], [], [], [], 0
     for i in index:
         if i is None:
