@@ -49,7 +49,7 @@ def test_custom_vjp_forward_jit_and_eager(backend):
 
 
 def test_custom_vjp_is_inlined_before_fusion():
-    f = lambda x: np.sum(my_sin(x))  # noqa: E731
+    f = lambda x: np.sum(my_sin(x))
     forward = tj.make_ir(f)(np.ones(3))
     assert "custom_vjp_call[body=my_sin]" in str(forward)
     joint = passes.simplify(tj.make_ir(tj.grad(f))(np.ones(3)))
@@ -97,7 +97,7 @@ def test_check_grads_passes_on_correct_gradients():
 
 def test_check_grads_names_argument_and_mismatch():
     params = {"W": np.ones((2, 3)), "b": np.ones(2)}
-    loss = lambda p, y: np.sum(np.tanh(p["W"] * y)) + np.sum(tj.stop_gradient(p["b"]) ** 2)  # noqa: E731
+    loss = lambda p, y: np.sum(np.tanh(p["W"] * y)) + np.sum(tj.stop_gradient(p["b"]) ** 2)
     with pytest.raises(GradientCheckError, match=r"argument 0 \(p\['b'\]\)") as info:
         tj.check_grads(loss, (params, np.ones(3)))
     assert "mismatch" in str(info.value)
