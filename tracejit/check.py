@@ -116,8 +116,8 @@ def check_grads(f: Callable, args: Sequence[Any], argnums=0, *, eps: float = 1e-
                 scale = max(abs(ad), abs(fd), float(np.linalg.norm(gx)))
                 if not abs(ad - fd) <= atol + rtol * scale:
                     raise GradientCheckError(
-                        f"check_grads({name}): the gradient w.r.t. {_arg_name(f, i, path)} does not "
-                        f"match finite differences (direction {d + 1} of {directions}).\n"
+                        f"check_grads({name}): the gradient w.r.t. {_arg_name(f, i, path)} "
+                        f"does not match finite differences (direction {d + 1} of {directions}).\n"
                         f"  tracejit  <u, grad> = {ad:.10g}\n"
                         f"  finite differences  = {fd:.10g}   (eps={eps:g})\n"
                         f"  mismatch |ad - fd|  = {abs(ad - fd):.3g}, relative "
