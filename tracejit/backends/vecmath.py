@@ -379,13 +379,16 @@ def _build(ft):
         sr, cr, n = sincos_reduced(x)
         y = _where((n == one) | (n == c(3.0)), cr, sr)
         y = _where(n >= two, -y, y)
-        return _where(x == zero, x, y)         # sin(-0) = -0
+        y = _where(x == zero, x, y)         # sin(-0) = -0
+        # beyond TRIG_MAX the reduction is inexact: NaN rather than a silently wrong value
+        return _where(_fabs(x) < trig_max, y, nan)
 
     @_kernel
     def cos_(x):
         sr, cr, n = sincos_reduced(x)
         y = _where((n == one) | (n == c(3.0)), sr, cr)
-        return _where((n == one) | (n == two), -y, y)
+        y = _where((n == one) | (n == two), -y, y)
+        return _where(_fabs(x) < trig_max, y, nan)
 
     # ---- pow -----------------------------------------------------------------------
 
@@ -458,13 +461,13 @@ _F32 = _build(np.float32)   # after _F64: float32 pow reuses the float64 kernels
 
 @_kernel
 def _maximum(a, b):
-    # NumPy: NaN if either is NaN, first argument wins ties (maximum(-0., 0.) is -0.)
-    return _where((a >= b) | _isnan(a), a, b)
+    # NumPy: NaN if either is NaN, the second argument wins ties (maximum(-0., 0.) is 0.)
+    return _where((a > b) | _isnan(a), a, b)
 
 
 @_kernel
 def _minimum(a, b):
-    return _where((a <= b) | _isnan(a), a, b)
+    return _where((a < b) | _isnan(a), a, b)
 
 
 # --------------------------------------------------------------------------------------
