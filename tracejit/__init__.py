@@ -1,13 +1,13 @@
 """tracejit: trace NumPy-style functions, differentiate them in reverse mode, and run value
 and gradient as fused compiled loops."""
 from . import numpy  # noqa: F401  (installs the Tracer operators)
-from .api import grad, jit, jit_grad, make_ir, stop_gradient, value_and_grad
+from .api import explain, grad, jit, jit_grad, make_ir, stop_gradient, value_and_grad
 from .check import check_grads
 from .custom import custom_vjp
 from .errors import (ArgnumsError, ArgumentError, GradientError, ShapeError, TracejitError,
                      TracerBoolError, UnsupportedError)
 
-__all__ = ["grad", "jit", "jit_grad", "make_ir", "stop_gradient", "value_and_grad",
+__all__ = ["explain", "grad", "jit", "jit_grad", "make_ir", "stop_gradient", "value_and_grad",
            "custom_vjp", "check_grads",
            "TracejitError", "TracerBoolError", "ShapeError", "UnsupportedError",
            "ArgnumsError", "ArgumentError", "GradientError"]

@@ -64,10 +64,10 @@ def _normalize_argnums(argnums, name: str) -> tuple[int, ...]:
 class _Entry:
     """One compiled specialization: run it on flat leaves, rebuild the user's outputs."""
 
-    __slots__ = ("run", "finish")
+    __slots__ = ("run", "finish", "graph", "exe")
 
-    def __init__(self, run: Callable, finish: Callable) -> None:
-        self.run, self.finish = run, finish
+    def __init__(self, run: Callable, finish: Callable, graph: Graph, exe: Any) -> None:
+        self.run, self.finish, self.graph, self.exe = run, finish, graph, exe
 
 
 class Transformed:
@@ -117,6 +117,16 @@ class Transformed:
             return entry.finish(entry.run(*leaves))
         except TracejitError as e:
             raise trim_traceback(e)
+
+    def entry_for(self, *args: Any, **kwargs: Any) -> _Entry:
+        """The compiled specialization for these arguments (compiling it if needed)."""
+        self(*args, **kwargs)
+        leaves, treedef = pytree.flatten((self._dynamic(args), kwargs))
+        statics = tuple(args[i] for i in self.static_argnums)
+        return next(e for k, e in self._cache.items() if k[0] == treedef and k[1] == statics
+                    and len(k[2]) == len(leaves) and all(
+                        s == ((x.dtype, x.shape) if isinstance(x, np.ndarray) else
+                              (type(x), np.shape(x))) for s, x in zip(k[2], leaves)))
 
     def _dynamic(self, args: tuple) -> tuple:
         return tuple(None if i in self.static_argnums else a for i, a in enumerate(args))
@@ -206,7 +216,7 @@ class Transformed:
             device=self.device)
         run = _protect_aliases(exe, graph)
         finish = self._finisher(avals, treedef, out_tree, n_out, wrt, connected)
-        return _Entry(run, finish)
+        return _Entry(run, finish, graph, exe)
 
     def _finisher(self, avals, treedef, out_tree, n_out, wrt, connected):
         """A function from the executable's flat outputs to the user's result structure."""
@@ -405,3 +415,22 @@ def make_ir(fn: Callable, *, static_argnums=()):
         graph, _, _ = t._trace(args, leaves, treedef)
         return passes.dce(graph)
     return traced
+
+
+def explain(fn: Callable):
+    """Return a function that compiles `fn` (a tracejit-transformed function, or a plain one,
+    then jitted) for the given arguments and returns a report: the joint IR after clean-up,
+    the fusion plan, the driver and every kernel's generated source.
+
+    Example:
+        >>> print(tj.explain(tj.jit_grad(loss))(w, x, y))
+    """
+    t = fn if isinstance(fn, Transformed) else Transformed(fn, mode="jit")
+
+    def report(*args, **kwargs) -> str:
+        entry = t.entry_for(*args, **kwargs)
+        parts = [f"=== {t.name}: joint IR ===", str(entry.graph)]
+        if hasattr(entry.exe, "explain"):
+            parts += ["=== fusion plan and generated code ===", entry.exe.explain()]
+        return "\n".join(parts)
+    return report

@@ -1,0 +1,508 @@
+"""Numba CPU backend: each fusion Kernel becomes generated Python loop source compiled with
+numba.njit; the steps between kernels are NumPy/BLAS calls; a generated driver function runs
+them in order with outputs allocated once per call (or once, with reuse_buffers).
+
+Kernel source depends on dtypes, ranks and which dimensions broadcast, never on sizes (they
+are arguments), so new sizes reuse compiled kernels. Sources are written to
+`<cache>/kernels/<hash>.py` so Numba's on-disk cache lets a new process skip compilation.
+"""
+from __future__ import annotations
+
+import builtins
+import hashlib
+import importlib.util
+import os
+import sys
+import threading
+
+import numpy as np
+
+from .. import config, fusion
+from ..ir import Graph, Literal, Var
+from ..primitives import REDUCE, Reduce
+from .interpreter import eval_graph
+
+# small inputs run serially: a parallel launch costs more than the loop below this size
+SERIAL_BELOW = 1 << 15
+# accumulating kernels split the parallel loop into this many chunks (deterministic sums)
+CHUNKS = 64
+_FLAGS = "fastmath={'reassoc', 'contract'}, error_model='numpy', cache=True"
+
+try:  # tracejit's vectorizable math: branch-free, so LLVM vectorizes loops that call it
+    from . import vecmath as _vm  # noqa: F401
+    _HAVE_VM = True
+except ImportError:
+    _HAVE_VM = False
+
+# emit overrides for this backend (the shared templates use libm, which does not vectorize)
+CPU_EMIT = {name: f"vm.{fn}({{0}})" for name, fn in (
+    ("exp", "exp"), ("expm1", "expm1"), ("log", "log"), ("log1p", "log1p"),
+    ("tanh", "tanh"), ("sin", "sin"), ("cos", "cos"), ("logistic", "sigmoid"))}
+CPU_EMIT.update({"max": "vm.maximum({0}, {1})", "min": "vm.minimum({0}, {1})",
+                 "pow": "vm.pow({0}, {1})"})
+
+
+def _emit_template(prim) -> str:
+    if _HAVE_VM and prim.name in CPU_EMIT:
+        name = CPU_EMIT[prim.name].split("(")[0].split(".")[1]
+        if hasattr(_vm, name):
+            return CPU_EMIT[prim.name]
+    if prim.name == "broadcast" or (prim.name == "reshape"):
+        return "{0}"
+    return prim.emit
+
+
+def _T(dtype: np.dtype) -> str:
+    return "np.bool_" if dtype == np.dtype(bool) else f"np.{dtype.name}"
+
+
+# ----- kernel source -----
+class _KernelSource:
+    """Generates one kernel's function source (a parallel and a serial variant)."""
+
+    def __init__(self, k: fusion.Kernel) -> None:
+        self.k = k
+        self.inputs = k.inputs
+        self.in_names = {self._key(a): f"a{i}" for i, a in enumerate(self.inputs)}
+        self.out_names = {v.id: f"o{i}" for i, v in enumerate(k.outputs)}
+        self.consts: list[str] = []
+        self.lines: list[str] = []
+        space = k.space or (1,)
+        self.space = space
+        self.inner = list(k.inner)
+        outer = [a for a in range(len(space)) if a not in self.inner]
+        big = [a for a in outer if space[a] != 1]
+        self.par_axis = big[0] if big else outer[0]
+        self.outer = [self.par_axis] + [a for a in outer if a != self.par_axis]
+        self.accs = [e for e in k.eqns if k.kinds.get(e.outputs[0].id) == "acc"]
+        self._levels()
+
+    @staticmethod
+    def _key(a):
+        return a.id if isinstance(a, Var) else ("lit", id(a))
+
+    # which pass of the row loop computes each value (row reductions end a pass)
+    def _levels(self) -> None:
+        k, inner = self.k, set(self.k.inner)
+        self.is_inner, self.level = {}, {}
+        for e in k.eqns:
+            out = e.outputs[0].id
+            kind = k.kinds[out]
+            if kind in ("acc", "epi"):
+                continue
+            deps = [self.level[a.id] for a in e.inputs if isinstance(a, Var) and a.id in self.level]
+            lvl = max(deps, default=0)
+            if kind == "row" and e.prim.kind == REDUCE:
+                lvl += 1  # available after the pass that reduces its operand
+            self.level[out] = lvl
+            self.is_inner[out] = bool(fusion.footprint(k.amaps[out]) & inner)
+
+    def const(self, lit: Literal) -> str:
+        val = lit.val.item()
+        if lit.dtype == np.dtype(bool):
+            return repr(bool(val))
+        if isinstance(val, float) and not np.isfinite(val):
+            val = f"np.{'nan' if np.isnan(val) else ('inf' if val > 0 else '-np.inf')}"
+            val = val.replace("np.-np.inf", "-np.inf")
+        name = f"c{len(self.consts)}"
+        self.consts.append(f"{name} = {_T(lit.dtype)}({val})")
+        return name
+
+    def index(self, amap, ndim: int) -> str:
+        if ndim == 0:
+            return "0"
+        return ", ".join(f"i{ax}" if ax is not None else "0" for ax in amap)
+
+    def operand(self, a, out_amap) -> str:
+        """Expression for one operand of an equation whose output has axis map out_amap."""
+        if isinstance(a, Literal) and a.is_scalar:
+            return self.const(a)
+        if isinstance(a, Var) and a.id in self.k.kinds:
+            return f"v{a.id}"
+        shape = a.aval.shape
+        off = len(out_amap) - len(shape)
+        amap = tuple(None if d == 1 else out_amap[off + i] for i, d in enumerate(shape))
+        return f"{self.in_names[self._key(a)]}[{self.index(amap, len(shape))}]"
+
+    def expr(self, e) -> str:
+        out = e.outputs[0]
+        amap = self.k.amaps[out.id]
+        args = [self.operand(a, amap) for a in e.inputs]
+        if e.prim.kind == REDUCE or fusion.is_view_reshape(e):
+            return args[0]
+        params = {k: (v.name if isinstance(v, np.dtype) else v) for k, v in e.params.items()}
+        return _emit_template(e.prim).format(*args, T=_T(out.aval.dtype), **params)
+
+    def store(self, var, ind: str) -> None:
+        if var.id in self.out_names:
+            amap = self.k.amaps[var.id]
+            self.lines.append(f"{ind}{self.out_names[var.id]}[{self.index(amap, var.aval.ndim)}]"
+                              f" = v{var.id}")
+
+    def reduce_operand(self, e) -> str:
+        return self.operand(e.inputs[0], self.k.reduce_in[e.outputs[0].id])
+
+    def reduce_step(self, e, acc: str, x: str) -> str:
+        r: Reduce = e.prim.emit
+        tmpl = _emit_template(e.prim) if False else r.combine
+        if e.prim.name in ("reduce_max", "reduce_min") and _HAVE_VM:
+            fn = "maximum" if e.prim.name == "reduce_max" else "minimum"
+            if hasattr(_vm, fn):
+                tmpl = f"vm.{fn}({{acc}}, {{x}})"
+        return tmpl.format(acc=acc, x=x)
+
+    def init(self, e) -> str:
+        return e.prim.emit.init.format(T=_T(e.outputs[0].aval.dtype))
+
+    # --- body ---
+    def emit_values(self, eqns, ind: str, stores: bool = True, acc_into: bool = True) -> None:
+        for e in eqns:
+            out = e.outputs[0]
+            kind = self.k.kinds[out.id]
+            if kind == "acc":
+                if acc_into:
+                    x = self.reduce_operand(e)
+                    self.lines.append(f"{ind}acc{out.id} = {self.reduce_step(e, f'acc{out.id}', x)}")
+                continue
+            if kind == "row" and e.prim.kind == REDUCE:
+                continue  # finalized after its pass
+            self.lines.append(f"{ind}v{out.id} = {self.expr(e)}")
+            if stores:
+                self.store(out, ind)
+
+    def closure(self, roots: list) -> list:
+        """Inner equations needed to compute `roots` in a pass (recomputed, not stored)."""
+        need, k = set(), self.k
+        byout = {e.outputs[0].id: e for e in k.eqns}
+        stack = [r.outputs[0].id for r in roots]
+        while stack:
+            v = stack.pop()
+            if v in need:
+                continue
+            need.add(v)
+            e = byout[v]
+            if k.kinds[v] == "row" and e.prim.kind == REDUCE and v not in [
+                    r.outputs[0].id for r in roots]:
+                continue
+            for a in e.inputs:
+                if isinstance(a, Var) and a.id in byout and self.is_inner.get(a.id) and \
+                        k.kinds[a.id] != "row":
+                    stack.append(a.id)
+        return [e for e in k.eqns if e.outputs[0].id in need and self.is_inner.get(
+            e.outputs[0].id) and k.kinds[e.outputs[0].id] == "elem"]
+
+    def emit_loops(self, ind: str) -> None:
+        k = self.k
+        loop_eqns = [e for e in k.eqns if k.kinds[e.outputs[0].id] in ("elem", "row")]
+        row_eqns = [e for e in loop_eqns if not self.is_inner[e.outputs[0].id]]
+        inner_eqns = [e for e in loop_eqns if self.is_inner[e.outputs[0].id]]
+        n_pass = max([self.level[e.outputs[0].id] for e in inner_eqns], default=-1) + 1
+        accs_at = {}  # accumulators placed with the pass (or row level) of their operand
+        for e in self.accs:
+            a = e.inputs[0]
+            inner = isinstance(a, Var) and self.is_inner.get(a.id, False)
+            lvl = self.level.get(a.id, 0) if isinstance(a, Var) else 0
+            accs_at.setdefault(("inner" if inner else "row", lvl), []).append(e)
+        for p in range(n_pass + 1):
+            rows = [e for e in row_eqns if self.level[e.outputs[0].id] == p]
+            for e in rows:
+                if k.kinds[e.outputs[0].id] == "row" and e.prim.kind == REDUCE:
+                    self.lines.append(f"{ind}v{e.outputs[0].id} = r{e.outputs[0].id}")
+                    self.store(e.outputs[0], ind)
+            self.emit_values([e for e in rows if not (k.kinds[e.outputs[0].id] == "row"
+                                                      and e.prim.kind == REDUCE)], ind)
+            self.emit_values(accs_at.get(("row", p), []), ind)
+            if p == n_pass:
+                break
+            reds = [e for e in row_eqns if e.prim.kind == REDUCE and
+                    self.level[e.outputs[0].id] == p + 1]
+            stored = [e for e in inner_eqns if self.level[e.outputs[0].id] == p and
+                      e.outputs[0].id in self.out_names]
+            accs = accs_at.get(("inner", p), [])
+            roots = [r for r in reds] + stored + accs
+            for r in reds:
+                self.lines.append(f"{ind}r{r.outputs[0].id} = {self.init(r)}")
+            jnd = ind
+            for ax in self.inner:
+                self.lines.append(f"{jnd}for i{ax} in range(n{ax}):")
+                jnd += "    "
+            body = self.closure([r for r in roots if r not in accs and r.prim.kind != REDUCE]
+                                + [self._producer(r.inputs[0]) for r in reds + accs
+                                   if self._producer(r.inputs[0]) is not None])
+            stored_ids = {e.outputs[0].id for e in stored}
+            for e in body:
+                self.lines.append(f"{jnd}v{e.outputs[0].id} = {self.expr(e)}")
+                if e.outputs[0].id in stored_ids:
+                    self.store(e.outputs[0], jnd)
+            for r in reds:
+                x = self.reduce_operand(r)
+                self.lines.append(f"{jnd}r{r.outputs[0].id} = "
+                                  f"{self.reduce_step(r, f'r{r.outputs[0].id}', x)}")
+            self.emit_values(accs, jnd, stores=False)
+            if not body and not reds and not accs:
+                self.lines.append(f"{jnd}pass")
+
+    def _producer(self, a):
+        if isinstance(a, Var):
+            for e in self.k.eqns:
+                if e.outputs[0] is a and self.is_inner.get(a.id) and self.k.kinds[a.id] == "elem":
+                    return e
+        return None
+
+    def source(self, name: str, parallel: bool) -> str:
+        k, self.lines = self.k, []
+        sizes = ", ".join(f"n{a}" for a in range(len(self.space)))
+        args = [self.in_names[self._key(a)] for a in self.inputs] + list(self.out_names.values())
+        self.lines.append(f"def {name}({', '.join([sizes] + args)}):")
+        loop = "prange" if parallel else "range"
+        ind = "    "
+        p = self.par_axis
+        for e in self.accs:
+            self.lines.append(f"{ind}p{e.outputs[0].id} = np.empty(max(1, min(n{p}, {CHUNKS})), "
+                              f"{_T(e.outputs[0].aval.dtype)})")
+        if self.accs:
+            self.lines.append(f"{ind}nch = max(1, min(n{p}, {CHUNKS}))")
+            self.lines.append(f"{ind}for c in {loop}(nch):")
+            ind += "    "
+            for e in self.accs:
+                self.lines.append(f"{ind}acc{e.outputs[0].id} = {self.init(e)}")
+            self.lines.append(f"{ind}for i{p} in range(c * n{p} // nch, (c + 1) * n{p} // nch):")
+        else:
+            self.lines.append(f"{ind}for i{p} in {loop}(n{p}):")
+        ind += "    "
+        for ax in self.outer[1:]:
+            self.lines.append(f"{ind}for i{ax} in range(n{ax}):")
+            ind += "    "
+        self.emit_loops(ind)
+        ind = "    "
+        if self.accs:
+            for e in self.accs:
+                self.lines.append(f"{ind}    p{e.outputs[0].id}[c] = acc{e.outputs[0].id}")
+            for e in self.accs:
+                v = e.outputs[0].id
+                self.lines.append(f"{ind}acc{v} = {self.init(e)}")
+                self.lines.append(f"{ind}for c in range(nch):")
+                self.lines.append(f"{ind}    acc{v} = {self.reduce_step(e, f'acc{v}', f'p{v}[c]')}")
+                self.lines.append(f"{ind}v{v} = acc{v}")
+                self.store(e.outputs[0], ind)
+        epi = [e for e in k.eqns if k.kinds[e.outputs[0].id] == "epi"]
+        self.emit_values(epi, ind)
+        self.lines.append(f"{ind}return 0")
+        return "\n".join(self.lines)
+
+
+# ----- compile and cache -----
+_lock = threading.RLock()
+_compiled: dict[str, object] = {}
+
+
+def _module_source(body_par: str, body_ser: str, consts: list[str]) -> str:
+    head = ["import math", "import numpy as np", "from numba import njit, prange"]
+    if _HAVE_VM:
+        head.append("from tracejit.backends import vecmath as vm")
+    consts = list(dict.fromkeys(consts))
+    return "\n".join(head + consts + ["", "", body_par.replace("def ", f"@njit(parallel=True, {_FLAGS})\ndef ", 1),
+                                      "", "", body_ser.replace("def ", f"@njit({_FLAGS})\ndef ", 1), ""])
+
+
+def _load(source: str, digest: str):
+    """Import the kernel module from the cache directory, writing it first if needed."""
+    mod_name = f"tracejit_k_{digest}"
+    if mod_name in _compiled:
+        return _compiled[mod_name]
+    folder = os.path.join(config.CACHE_DIR, "kernels")
+    path = os.path.join(folder, f"{mod_name}.py")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        existing = open(path).read() if os.path.exists(path) else None
+        if existing != source:  # absent, or corrupted: (re)write atomically
+            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(tmp, "w") as f:
+                f.write(source)
+            os.replace(tmp, path)
+    except OSError:  # unwritable cache: fall back to a private temporary directory
+        import tempfile
+        folder = tempfile.mkdtemp(prefix="tracejit-")
+        path = os.path.join(folder, f"{mod_name}.py")
+        with open(path, "w") as f:
+            f.write(source)
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module  # Numba's disk cache re-imports it by name
+    spec.loader.exec_module(module)
+    _compiled[mod_name] = module
+    return module
+
+
+def _clear_numba_cache(module) -> None:
+    folder = os.path.join(os.path.dirname(module.__file__), "__pycache__")
+    stem = os.path.splitext(os.path.basename(module.__file__))[0]
+    if os.path.isdir(folder):
+        for f in os.listdir(folder):
+            if f.startswith(stem) and (f.endswith(".nbi") or f.endswith(".nbc")):
+                try:
+                    os.remove(os.path.join(folder, f))
+                except OSError:
+                    pass
+
+
+class CompiledKernel:
+    """A kernel's two variants; calling picks one and recovers from a broken disk cache."""
+
+    def __init__(self, kernel: fusion.Kernel) -> None:
+        gen = _KernelSource(kernel)
+        first = kernel.eqns[0].prim.name
+        body = gen.source("KERNEL", parallel=True)
+        consts = gen.consts
+        serial = gen.source("KERNEL", parallel=False)
+        digest = hashlib.sha256((body + "\n".join(consts)).encode()).hexdigest()[:16]
+        self.name = f"k_{first}_{digest[:8]}"
+        body = body.replace("def KERNEL(", f"def {self.name}_par(", 1)
+        serial = serial.replace("def KERNEL(", f"def {self.name}_ser(", 1)
+        self.source = _module_source(body, serial, consts + gen.consts)
+        self.digest = hashlib.sha256(self.source.encode()).hexdigest()[:16]
+        self.kernel, self.gen = kernel, gen
+        self.parallel = int(np.prod(kernel.space, dtype=np.int64)) >= SERIAL_BELOW
+        with _lock:
+            module = _load(self.source, self.digest)
+        self.module = module
+        self.fn = getattr(module, f"{self.name}_{'par' if self.parallel else 'ser'}")
+        self.ok = False
+
+    def __call__(self, *args):
+        if self.ok:
+            return self.fn(*args)
+        with _lock:
+            try:
+                out = self.fn(*args)
+            except Exception as e:  # a stale or corrupted Numba cache entry: rebuild once
+                if "numba" not in type(e).__module__ and not isinstance(e, (EOFError, OSError,
+                                                                             ValueError)):
+                    raise
+                _clear_numba_cache(self.module)
+                self.fn.stats  # noqa: B018
+                self.fn = self.fn.__class__(self.fn.py_func, targetoptions=dict(
+                    self.fn.targetoptions, cache=False))
+                out = self.fn(*args)
+            self.ok = True
+        return out
+
+
+# ----- driver -----
+_VIEW_STEPS = {
+    "transpose": lambda x, perm: np.transpose(x, perm),
+    "reshape": lambda x, shape: np.reshape(x, shape),
+    "broadcast": lambda x, shape: np.broadcast_to(x, shape),
+    "slice": lambda x, starts, limits, strides: x[tuple(map(slice, starts, limits, strides))],
+    "rev": lambda x, axes: np.flip(x, axes),
+    "matmul": np.matmul,
+}
+
+
+class Executable:
+    """Runs a plan: steps and kernels in order, on flat input arrays."""
+
+    def __init__(self, graph: Graph, items, reuse_buffers: bool) -> None:
+        self.graph, self.items = graph, items
+        self.kernels = [CompiledKernel(it) for it in items if isinstance(it, fusion.Kernel)]
+        self.reuse = reuse_buffers
+        self.buffers: dict[int, np.ndarray] = {}
+        self.run = self._make_driver()
+
+    def _make_driver(self):
+        """Straight-line Python for one call: fewer lookups on the hot path."""
+        g = self.graph
+        glb = {"np": np, "_asarray": np.asarray, "_empty": np.empty, "_buf": self.buffers,
+               "_eval": eval_graph}
+        lines = [f"def run({', '.join(f'x{i}' for i in range(len(g.inputs)))}):"]
+        names: dict[int, str] = {}
+        for i, v in enumerate(g.inputs):
+            names[v.id] = f"x{i}"
+            lines.append(f"    x{i} = _asarray(x{i}, np.{v.aval.dtype.name})")
+        views = set()  # values that may alias an input: copied if returned
+
+        def ref(a):
+            if isinstance(a, Literal):
+                key = f"L{len(glb)}"
+                glb[key] = a.val.reshape(1) if a.val.ndim == 0 else a.val
+                return key
+            return names[a.id]
+
+        kernels = iter(self.kernels)
+        for item in self.items:
+            if isinstance(item, fusion.Step):
+                e = item.eqn
+                key = f"S{len(glb)}"
+                out = e.outputs[0]
+                if e.prim.name in _VIEW_STEPS:
+                    glb[key] = _VIEW_STEPS[e.prim.name]
+                    if e.prim.name != "matmul":
+                        views.add(out.id)
+                else:
+                    glb[key] = e.prim.impl
+                args = [ref(a) if not (isinstance(a, Var) and a.aval.ndim == 0) else
+                        f"{ref(a)}.reshape(())" for a in e.inputs]
+                params = "".join(f", {k}={v!r}" for k, v in e.params.items()
+                                 if not isinstance(v, np.dtype))
+                params += "".join(f", {k}=np.dtype('{v.str}')" for k, v in e.params.items()
+                                  if isinstance(v, np.dtype))
+                names[out.id] = f"t{out.id}"
+                shape = out.aval.shape or (1,)
+                lines.append(f"    t{out.id} = _asarray({key}({', '.join(args)}{params}))"
+                             f".reshape({shape!r})")
+                continue
+            ck = next(kernels)
+            key = f"K{len(glb)}"
+            glb[key] = ck
+            for v in item.outputs:
+                names[v.id] = f"t{v.id}"
+                shape = v.aval.shape or (1,)
+                dt = f"np.{v.aval.dtype.name}"
+                if self.reuse:
+                    lines.append(f"    t{v.id} = _buf.get({v.id})")
+                    lines.append(f"    if t{v.id} is None: t{v.id} = _buf[{v.id}] = "
+                                 f"_empty({shape!r}, {dt})")
+                else:
+                    lines.append(f"    t{v.id} = _empty({shape!r}, {dt})")
+            sizes = [str(d) for d in (item.space or (1,))]
+            ins = []
+            for a in ck.gen.inputs:
+                r = ref(a)
+                ins.append(f"{r}.reshape(1)" if a.aval.ndim == 0 and isinstance(a, Var) else r)
+            outs = [f"t{v.id}" for v in item.outputs]
+            lines.append(f"    {key}({', '.join(sizes + ins + outs)})")
+        rets = []
+        for o in g.outputs:
+            if isinstance(o, Literal):
+                rets.append(f"np.array({ref(o)}).reshape({o.aval.shape!r})")
+                continue
+            r = ref(o)
+            if o.aval.ndim == 0:
+                r = f"{r}.reshape(())"
+            if o.id in views or any(o is v for v in g.inputs):
+                r = f"np.array({r}, copy=True)"
+            rets.append(r)
+        lines.append(f"    return [{', '.join(rets)}]")
+        src = "\n".join(lines)
+        self.driver_source = src
+        exec(builtins.compile(src, f"<tracejit driver {id(self)}>", "exec"), glb)
+        return glb["run"]
+
+    def __call__(self, *args):
+        return self.run(*args)
+
+    def explain(self) -> str:
+        parts = [fusion.describe(self.items), "--- driver ---", self.driver_source]
+        for ck in self.kernels:
+            parts += [f"--- {ck.name} ---", ck.source]
+        return "\n".join(parts)
+
+
+def compile(graph: Graph, reuse_buffers: bool = False, **options) -> Executable:
+    items = fusion.plan(graph)
+    exe = Executable(graph, items, reuse_buffers)
+    if config.DEBUG >= 2:
+        print(f"--- fusion plan ---\n{fusion.describe(items)}", file=sys.stderr)
+    if config.DEBUG >= 3:
+        print(exe.explain(), file=sys.stderr)
+    return exe

@@ -1,0 +1,302 @@
+"""Fusion: partition a simplified joint graph into kernels (loop nests) and library steps.
+
+A Kernel is a loop nest over an iteration `space`. Every value computed in it is placed in
+that space by an axis map (`amaps[var id]`: per dimension of the value, the space axis it
+runs along, or None for a size-1 dimension), so broadcasting is indexing, never a copy.
+Values come in four kinds:
+
+    elem  computed inside the loops (forward and backward alike: multi-output fusion)
+    row   a reduction over the kernel's `inner` axes (a row softmax's max and sum): the
+          kernel becomes outer loops over rows with one pass over the row per reduction
+          level, so a row is read from memory once and re-read from cache
+    acc   a reduction over everything: an accumulator, final only after the loops
+    epi   scalar work on accumulators after the loops (mean's 1/n, the loss's log)
+
+A kernel boundary comes only from a true dependence: loop work that needs an accumulator's
+final value, a reduction that does not fit the loop nest, or a library step (matmul goes to
+BLAS; transposes, slices and copies to NumPy) whose input the open kernel computes.
+
+    x ─┬─ tanh ─ mul ─┬─ add ── reduce_sum(acc) ── epi ─▶ loss
+       └─ sin ────────┘        grad ops (elem) ───────────▶ dx       one kernel, one pass
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .ir import Eqn, Graph, Literal, Var
+from .primitives import ELEMENTWISE, LAYOUT, REDUCE
+
+AxisMap = tuple  # tuple[int | None, ...]
+
+
+@dataclass(eq=False)
+class Kernel:
+    space: tuple[int, ...]
+    inner: tuple[int, ...] = ()          # axes reduced by `row` reductions
+    eqns: list[Eqn] = field(default_factory=list)
+    amaps: dict[int, AxisMap] = field(default_factory=dict)
+    kinds: dict[int, str] = field(default_factory=dict)
+    outputs: list[Var] = field(default_factory=list)  # values stored to memory
+    reduce_in: dict[int, AxisMap] = field(default_factory=dict)  # reduction out -> operand map
+
+    @property
+    def inputs(self) -> list:
+        """Operands read from memory: vars from outside the kernel and array literals."""
+        seen, out = set(), []
+        for e in self.eqns:
+            for a in e.inputs:
+                key = a.id if isinstance(a, Var) else id(a)
+                if key in seen or (isinstance(a, Var) and a.id in self.kinds) or (
+                        isinstance(a, Literal) and a.is_scalar):
+                    continue
+                seen.add(key)
+                out.append(a)
+        return out
+
+    def describe(self) -> str:
+        ops = " ".join(e.prim.name for e in self.eqns)
+        shape = ",".join(map(str, self.space))
+        inner = f" inner axes {self.inner}" if self.inner else ""
+        return f"kernel over [{shape}]{inner}: {ops}"
+
+
+@dataclass(eq=False)
+class Step:
+    """One equation run outside the loops: matmul (BLAS) or a layout change (NumPy)."""
+    eqn: Eqn
+
+    def describe(self) -> str:
+        return f"step: {self.eqn.prim.name}"
+
+
+class _Reject(Exception):
+    """The equation cannot join this kernel."""
+
+
+def is_view_reshape(e: Eqn) -> bool:
+    """A reshape that only adds or removes size-1 dimensions (free: same element order)."""
+    if e.prim.name != "reshape":
+        return False
+    return [d for d in e.inputs[0].aval.shape if d != 1] == \
+        [d for d in e.outputs[0].aval.shape if d != 1]
+
+
+def _fusible(e: Eqn) -> bool:
+    kind = e.prim.kind
+    if kind in ELEMENTWISE or e.prim.name == "broadcast" or is_view_reshape(e):
+        return True
+    return kind == REDUCE and e.prim.name not in ("argmax", "argmin")
+
+
+def _default_map(shape: tuple[int, ...], space: tuple[int, ...]) -> AxisMap:
+    """Place a value computed from memory alone: right-aligned against the space (NumPy
+    style) when that fits, else its dims in order on space axes of the same sizes (a row
+    value of keepdims=False, shape (n,) in an (n, m) space). Either placement is checked by
+    every in-kernel consumer, whose axis maps follow NumPy's rules: a wrong one is rejected
+    as a conflict, never computed."""
+    off = len(space) - len(shape)
+    if off >= 0 and all(d == 1 or space[off + k] == d for k, d in enumerate(shape)):
+        return tuple(None if d == 1 else off + k for k, d in enumerate(shape))
+    out, axis = [], 0
+    for d in shape:
+        if d == 1:
+            out.append(None)
+            continue
+        while axis < len(space) and space[axis] != d:
+            axis += 1
+        if axis == len(space):
+            raise _Reject
+        out.append(axis)
+        axis += 1
+    return tuple(out)
+
+
+def footprint(amap: AxisMap) -> set[int]:
+    return {a for a in amap if a is not None}
+
+
+class _Builder:
+    """Places equations of one kernel in its space; raises _Reject when one can't join."""
+
+    def __init__(self, space, inner=(), eqns=(), amaps=None, kinds=None, reduce_in=None):
+        self.k = Kernel(tuple(space), tuple(inner), list(eqns), dict(amaps or {}),
+                        dict(kinds or {}), reduce_in=dict(reduce_in or {}))
+
+    def copy(self) -> "_Builder":
+        k = self.k
+        return _Builder(k.space, k.inner, k.eqns, k.amaps, k.kinds, k.reduce_in)
+
+    def operand_map(self, a, out_shape) -> AxisMap | None:
+        if isinstance(a, Var) and a.id in self.k.amaps:
+            return self.k.amaps[a.id]
+        return None
+
+    def add(self, e: Eqn) -> None:
+        k = self.k
+        in_kinds = {k.kinds[a.id] for a in e.inputs if isinstance(a, Var) and a.id in k.kinds}
+        out = e.outputs[0]
+        if in_kinds & {"acc", "epi"}:
+            if out.aval.size != 1 or in_kinds - {"acc", "epi"} or not (
+                    e.prim.kind in ELEMENTWISE or is_view_reshape(e)):
+                raise _Reject  # needs an accumulator's final value inside the loops
+            k.eqns.append(e)
+            k.amaps[out.id] = (None,) * out.aval.ndim
+            k.kinds[out.id] = "epi"
+            return
+        if is_view_reshape(e):
+            src = e.inputs[0]
+            if not (isinstance(src, Var) and src.id in k.amaps):
+                raise _Reject  # a view of memory is a free NumPy reshape, not loop work
+            axes = iter(a for a, d in zip(k.amaps[src.id], src.aval.shape) if d != 1)
+            k.amaps[out.id] = tuple(None if d == 1 else next(axes) for d in out.aval.shape)
+            k.kinds[out.id] = k.kinds[src.id]
+        elif e.prim.kind == REDUCE:
+            self._add_reduce(e)
+        else:
+            k.amaps[out.id] = self._elementwise_map(e)
+            k.kinds[out.id] = "elem"
+        k.eqns.append(e)
+
+    def _elementwise_map(self, e: Eqn) -> AxisMap:
+        shape = e.outputs[0].aval.shape
+        r = len(shape)
+        out: list = [None] * r
+        for a in e.inputs:
+            m = self.operand_map(a, shape)
+            if m is None:
+                continue
+            off = r - len(m)
+            for d, ax in enumerate(m):
+                if ax is not None:
+                    if out[off + d] not in (None, ax):
+                        raise _Reject
+                    out[off + d] = ax
+        default = _default_map(shape, self.k.space) if any(
+            d != 1 and out[i] is None for i, d in enumerate(shape)) else None
+        for i, d in enumerate(shape):
+            if d != 1 and out[i] is None:
+                out[i] = default[i]
+            if out[i] is not None and self.k.space[out[i]] != d:
+                raise _Reject
+        if len(footprint(out)) != sum(1 for ax in out if ax is not None):
+            raise _Reject
+        return tuple(out)
+
+    def _add_reduce(self, e: Eqn) -> None:
+        k = self.k
+        x, out = e.inputs[0], e.outputs[0]
+        m = self.operand_map(x, x.aval.shape)
+        if m is None:
+            m = _default_map(x.aval.shape, k.space)
+        axes = e.params["axes"]
+        reduced = {m[d] for d in axes if m[d] is not None}
+        out_map = tuple(None if d in axes else ax for d, ax in enumerate(m))
+        k.amaps[out.id] = out_map
+        k.reduce_in[out.id] = m
+        if not reduced:  # only size-1 dims: a copy
+            k.kinds[out.id] = "elem"
+            return
+        nontrivial = {a for a, d in enumerate(k.space) if d != 1}
+        if not footprint(out_map):
+            # accumulator: the operand must vary over every loop it runs in, else it would
+            # be added up once per iteration of a loop it does not depend on
+            if not footprint(m) >= nontrivial - set(k.inner):
+                raise _Reject
+            k.kinds[out.id] = "acc"
+            return
+        if k.inner and reduced != set(k.inner):
+            raise _Reject
+        if not k.inner:
+            k.inner = tuple(sorted(reduced))
+        k.kinds[out.id] = "row"
+
+
+def _new_builder(e: Eqn) -> _Builder:
+    shape = e.inputs[0].aval.shape if e.prim.kind == REDUCE else e.outputs[0].aval.shape
+    b = _Builder(shape)
+    b.add(e)
+    return b
+
+
+def _try_grow(b: _Builder, e: Eqn) -> _Builder | None:
+    """An elementwise-only kernel may widen its space to a broadcast of it (row work that
+    feeds full-size work, e.g. g/s then g/s * e)."""
+    k = b.k
+    if k.inner or any(v != "elem" for v in k.kinds.values()) or e.prim.kind not in ELEMENTWISE:
+        return None
+    shape = e.outputs[0].aval.shape
+    try:
+        if tuple(np.broadcast_shapes(k.space, shape)) != shape or shape == k.space:
+            return None
+    except ValueError:
+        return None
+    grown = _Builder(shape)
+    try:
+        for old in k.eqns + [e]:
+            grown.add(old)
+    except _Reject:
+        return None
+    return grown
+
+
+def plan(graph: Graph) -> list[Kernel | Step]:
+    """Kernels and steps in execution order; each kernel's `outputs` are the values it
+    stores (used by a later kernel or step, or returned)."""
+    items: list[Kernel | Step] = []
+    current: _Builder | None = None
+
+    def produced_by_current(e: Eqn) -> bool:
+        return current is not None and any(
+            isinstance(a, Var) and a.id in current.k.kinds for a in e.inputs)
+
+    for e in graph.eqns:
+        if _fusible(e):
+            if current is not None:
+                trial = current.copy()
+                try:
+                    trial.add(e)
+                    current = trial
+                    continue
+                except _Reject:
+                    grown = _try_grow(current, e)
+                    if grown is not None:
+                        current = grown
+                        continue
+            if not produced_by_current(e) or not is_view_reshape(e):
+                if is_view_reshape(e) and current is not None:
+                    items.append(Step(e))  # a free reshape of memory, hoisted before
+                    continue
+                if not is_view_reshape(e):
+                    if current is not None:
+                        items.append(current.k)
+                    current = _new_builder(e)
+                    continue
+            items.append(Step(e))
+            continue
+        # a library step: it can run before the open kernel unless it needs its values
+        if produced_by_current(e):
+            items.append(current.k)
+            current = None
+        items.append(Step(e))
+    if current is not None:
+        items.append(current.k)
+    _mark_outputs(items, graph)
+    return items
+
+
+def _mark_outputs(items: list[Kernel | Step], graph: Graph) -> None:
+    needed = {o.id for o in graph.outputs if isinstance(o, Var)}
+    for item in reversed(items):
+        eqns = [item.eqn] if isinstance(item, Step) else item.eqns
+        if isinstance(item, Kernel):
+            item.outputs = [v for e in item.eqns for v in e.outputs if v.id in needed]
+            inside = {v.id for e in item.eqns for v in e.outputs}
+            needed -= inside
+        for e in eqns:
+            needed.update(a.id for a in e.inputs if isinstance(a, Var))
+
+
+def describe(items: list[Kernel | Step]) -> str:
+    return "\n".join(f"[{i}] {item.describe()}" for i, item in enumerate(items))
