@@ -112,7 +112,7 @@ def main():
     print(f"quantization-aware training, {BITS}-bit weights, STE via custom_vjp")
     p_custom = train("STE custom_vjp", ste_custom, x_tr, y_tr, epochs)
 
-    acc = lambda p, q: np.mean(predict(p, x_te, q) == y_te)  # noqa: E731
+    acc = lambda p, q: np.mean(predict(p, x_te, q) == y_te)
     a_float = acc(p_float, no_quantization)
     a_ptq = acc(p_float, quantize)        # quantize the float model after training
     a_ste = acc(p_ste, quantize)
