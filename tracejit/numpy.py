@@ -691,8 +691,16 @@ _FUNCTIONS = {np.sum: sum, np.mean: mean, np.max: max, np.amax: max, np.min: min
 def apply_function(func, args, kwargs):
     fn = _FUNCTIONS.get(func)
     if fn is None:
-        raise unsupported(f"np.{getattr(func, '__name__', func)}")
+        raise unsupported(_numpy_name(func))
     return fn(*args, **kwargs)
+
+
+def _numpy_name(func) -> str:
+    """np.cumsum, np.fft.fft, np.linalg.norm: the name the user wrote (public submodule kept)."""
+    name = getattr(func, "__name__", str(func))
+    parts = (getattr(func, "__module__", None) or "numpy").split(".")
+    sub = [p for p in parts[1:2] if not p.startswith("_")]
+    return ".".join(["np", *sub, name])
 
 
 _install_operators()
