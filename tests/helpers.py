@@ -108,9 +108,9 @@ def _shift_all(args, directions, h):
 
 
 def line_of(path: str, marker: str) -> int:
-    """1-based number of the only line of `path` containing `marker`."""
+    """1-based number of the only line of `path` that ends with the comment `marker`."""
     with open(path) as fh:
-        hits = [n for n, line in enumerate(fh, 1) if marker in line]
+        hits = [n for n, line in enumerate(fh, 1) if line.rstrip().endswith(marker)]
     assert len(hits) == 1, f"marker {marker!r} found on lines {hits} of {path}"
     return hits[0]
 
