@@ -13,10 +13,12 @@ import tracejit as tj
 import tracejit.numpy as tnp  # NumPy's functions plus a few NumPy lacks (sigmoid, softmax...)
 
 
-# A loss written in plain NumPy. tracejit traces it: `x @ w`, `np.log`, `np.mean` become IR.
+# A loss written in plain NumPy. tracejit traces it: `x @ w`, `np.mean` ... become IR.
+# Binary cross-entropy -mean(y log p + (1 - y) log(1 - p)) with p = sigmoid(z), written
+# as softplus(z) - y z: the same value, but log(1 - p) can't hit log(0) when p rounds to 1.
 def loss(w, b, x, y):
-    p = tnp.sigmoid(x @ w + b)                     # predicted probability of class 1
-    return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    z = x @ w + b                                  # logits
+    return np.mean(tnp.softplus(z) - y * z)
 
 
 def make_data(n, rng):
@@ -44,9 +46,9 @@ def main():
 
     # 3. value_and_grad with has_aux: the function returns (loss, aux); aux rides along
     def loss_and_accuracy(w, b, x, y):
-        p = tnp.sigmoid(x @ w + b)
-        accuracy = np.mean((p > 0.5) == (y > 0.5))
-        return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)), accuracy
+        z = x @ w + b
+        accuracy = np.mean((z > 0) == (y > 0.5))  # p > 0.5 exactly when z > 0
+        return np.mean(tnp.softplus(z) - y * z), accuracy
 
     (value, acc), (dw, db) = tj.value_and_grad(loss_and_accuracy, argnums=(0, 1),
                                                has_aux=True)(w, b, x, y)
