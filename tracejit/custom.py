@@ -161,11 +161,10 @@ class CustomVJP:
     def __repr__(self) -> str:
         return f"<tracejit.custom_vjp({self.__name__})>"
 
-    def defvjp(self, fwd: Callable, bwd: Callable) -> CustomVJP:
+    def defvjp(self, fwd: Callable, bwd: Callable) -> None:
         """Set the rule. `fwd(*args) -> (out, residuals)`; `bwd(residuals, g) -> tuple` of
         one cotangent per argument (None for "no gradient"), in the argument's shape."""
         self.fwd, self.bwd = fwd, bwd
-        return self
 
     def __call__(self, *args: Any) -> Any:
         if self.fwd is None:
