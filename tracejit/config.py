@@ -8,4 +8,4 @@ DEBUG = int(os.environ.get("TRACEJIT_DEBUG", "0") or 0)
 CACHE_DIR = os.environ.get("TRACEJIT_CACHE_DIR") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
     "tracejit")
-DEFAULT_BACKEND = os.environ.get("TRACEJIT_BACKEND", "interpreter")
+DEFAULT_BACKEND = os.environ.get("TRACEJIT_BACKEND", "numba")

@@ -15,7 +15,9 @@ import os
 import sys
 import threading
 
+import numba
 import numpy as np
+from numba.core.errors import NumbaError
 
 from .. import config, fusion
 from ..ir import Graph, Literal, Var
@@ -196,11 +198,13 @@ class _KernelSource:
         loop_eqns = [e for e in k.eqns if k.kinds[e.outputs[0].id] in ("elem", "row")]
         row_eqns = [e for e in loop_eqns if not self.is_inner[e.outputs[0].id]]
         inner_eqns = [e for e in loop_eqns if self.is_inner[e.outputs[0].id]]
-        n_pass = max([self.level[e.outputs[0].id] for e in inner_eqns], default=-1) + 1
+        n_pass = max([self.level[e.outputs[0].id] + 1 for e in inner_eqns] +
+                     [self.level[e.outputs[0].id] for e in row_eqns if e.prim.kind == REDUCE
+                      and k.kinds[e.outputs[0].id] == "row"], default=0)
         accs_at = {}  # accumulators placed with the pass (or row level) of their operand
         for e in self.accs:
             a = e.inputs[0]
-            inner = isinstance(a, Var) and self.is_inner.get(a.id, False)
+            inner = bool(fusion.footprint(k.reduce_in[e.outputs[0].id]) & set(self.inner))
             lvl = self.level.get(a.id, 0) if isinstance(a, Var) else 0
             accs_at.setdefault(("inner" if inner else "row", lvl), []).append(e)
         for p in range(n_pass + 1):
@@ -375,14 +379,12 @@ class CompiledKernel:
         with _lock:
             try:
                 out = self.fn(*args)
-            except Exception as e:  # a stale or corrupted Numba cache entry: rebuild once
-                if "numba" not in type(e).__module__ and not isinstance(e, (EOFError, OSError,
-                                                                             ValueError)):
-                    raise
+            except NumbaError:
+                raise  # a code-generation bug, not a cache problem: never hide it
+            except Exception:  # a corrupted or stale disk-cache entry: drop it, rebuild once
                 _clear_numba_cache(self.module)
-                self.fn.stats  # noqa: B018
-                self.fn = self.fn.__class__(self.fn.py_func, targetoptions=dict(
-                    self.fn.targetoptions, cache=False))
+                self.fn = numba.njit(parallel=self.parallel, fastmath={"reassoc", "contract"},
+                                     error_model="numpy")(self.fn.py_func)
                 out = self.fn(*args)
             self.ok = True
         return out
