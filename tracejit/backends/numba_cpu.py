@@ -12,6 +12,7 @@ import builtins
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 import threading
 
@@ -292,7 +293,18 @@ class _KernelSource:
         epi = [e for e in k.eqns if k.kinds[e.outputs[0].id] == "epi"]
         self.emit_values(epi, ind)
         self.lines.append(f"{ind}return 0")
-        return "\n".join(self.lines)
+        return _canonical_names("\n".join(self.lines))
+
+
+def _canonical_names(source: str) -> str:
+    """Renumber value names (v12, acc12, p12, r12) in order of appearance: the source then
+    depends on the kernel's structure only, not on the ids of one trace, so a retrace (a new
+    size) finds the kernel already compiled."""
+    numbers: dict[str, str] = {}
+
+    def rename(m):
+        return m.group(1) + numbers.setdefault(m.group(2), str(len(numbers)))
+    return re.sub(r"\b(v|acc|p|r)(\d+)\b", rename, source)
 
 
 # ----- compile and cache -----

@@ -1,0 +1,126 @@
+"""The Numba CPU backend's promises: compiled once across sizes, cached on disk for a new
+process, a corrupted cache rebuilt, correct under concurrent first calls, buffers reused."""
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import tracejit as tj
+from tracejit.backends import numba_cpu
+
+
+def w1(x):
+    return np.sum(np.tanh(x) * np.sin(x) + 0.5 * x * x)
+
+
+def test_new_sizes_compile_nothing_new():
+    f = tj.jit_grad(w1)
+    f(np.ones(1000, np.float32))
+    before = set(numba_cpu._compiled)
+    value, g = f(np.linspace(-1, 1, 2000, dtype=np.float32))
+    assert set(numba_cpu._compiled) == before
+    ref_v, ref_g = tj.jit_grad(w1, backend="interpreter")(np.linspace(-1, 1, 2000,
+                                                                      dtype=np.float32))
+    np.testing.assert_allclose(g, ref_g, rtol=1e-5, atol=1e-6)
+
+
+def test_kernel_source_has_no_sizes():
+    f = tj.jit_grad(w1)
+    report = tj.explain(f)(np.ones(12345, np.float32))
+    kernel_part = report.split("--- k_")[1]
+    assert "12345" not in kernel_part and "prange" in kernel_part
+
+
+def _run_child(cache_dir, code):
+    env = dict(os.environ, TRACEJIT_CACHE_DIR=str(cache_dir), NUMBA_DEBUG_CACHE="1")
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+CHILD = """
+    import numpy as np, tracejit as tj
+    f = tj.jit_grad(lambda x: np.sum(np.tanh(x) * np.sin(x) + 0.5 * x * x))
+    v, g = f(np.linspace(-1, 1, 100, dtype=np.float32))
+    print("VALUE", float(v))
+"""
+
+
+def test_disk_cache_is_used_by_a_new_process(tmp_path):
+    first = _run_child(tmp_path, CHILD)
+    assert first.returncode == 0, first.stderr
+    second = _run_child(tmp_path, CHILD)
+    assert second.returncode == 0, second.stderr
+    assert "data loaded from" in second.stdout + second.stderr  # Numba read the cache
+    assert first.stdout.split("VALUE")[1] == second.stdout.split("VALUE")[1]
+
+
+def test_corrupted_cache_is_rebuilt(tmp_path):
+    assert _run_child(tmp_path, CHILD).returncode == 0
+    cache = tmp_path / "kernels" / "__pycache__"
+    files = [p for p in cache.iterdir() if p.suffix in (".nbc", ".nbi")]
+    assert files
+    for p in files:
+        p.write_bytes(b"garbage" * 10)
+    for p in (tmp_path / "kernels").glob("*.py"):  # a truncated kernel source too
+        p.write_text(p.read_text()[:40])
+    again = _run_child(tmp_path, CHILD)
+    assert again.returncode == 0, again.stderr
+    assert "VALUE" in again.stdout
+
+
+def test_threads_compiling_and_calling_concurrently():
+    f = tj.jit_grad(lambda x: np.sum(np.exp(np.sin(x)) * x))
+    xs = [np.linspace(-2, 2, 500 + 37 * i) for i in range(8)]
+    refs = [tj.jit_grad(lambda x: np.sum(np.exp(np.sin(x)) * x), backend="interpreter")(x)
+            for x in xs]
+    results, errors = [None] * 8, []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                results[i] = f(xs[i])
+        except Exception as e:  # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for (v, g), (rv, rg) in zip(results, refs):
+        np.testing.assert_allclose(v, rv, rtol=1e-10)
+        np.testing.assert_allclose(g, rg, rtol=1e-10)
+
+
+def test_reuse_buffers_returns_the_same_arrays():
+    f = tj.jit_grad(w1, reuse_buffers=True)
+    x = np.linspace(-1, 1, 300, dtype=np.float32)
+    _, g1 = f(x)
+    _, g2 = f(x * 2)
+    assert g1 is g2  # overwritten in place: the opt-in contract
+    np.testing.assert_allclose(g2, tj.jit_grad(w1)(x * 2)[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [10, 1 << 16])  # serial and parallel variants
+def test_serial_and_parallel_variants_agree(n):
+    x = np.linspace(-3, 3, n)
+    v, g = tj.jit_grad(w1)(x)
+    rv, rg = tj.jit_grad(w1, backend="interpreter")(x)
+    np.testing.assert_allclose(v, rv, rtol=1e-10)
+    np.testing.assert_allclose(g, rg, rtol=1e-10, atol=1e-14)
+
+
+def test_nan_and_inf_propagate_in_compiled_code():
+    f = tj.jit(lambda a, b: (a / b, np.maximum(a, b), np.log(a)))
+    a = np.array([1.0, np.nan, -1.0, 0.0])
+    b = np.array([0.0, 0.0, 0.0, 0.0])
+    got = f(a, b)
+    with np.errstate(all="ignore"):
+        want = (a / b, np.maximum(a, b), np.log(a))
+    for x, y in zip(got, want):
+        np.testing.assert_array_equal(x, y)
