@@ -102,3 +102,15 @@ def test_check_grads_names_argument_and_mismatch():
         tj.check_grads(loss, (params, np.ones(3)))
     assert "mismatch" in str(info.value)
     assert isinstance(info.value, AssertionError) and isinstance(info.value, tj.TracejitError)
+
+
+def test_custom_vjp_cotangent_broadcasts_and_shape_errors_name_bwd():
+    @tj.custom_vjp
+    def f(x):
+        return x * 2
+
+    f.defvjp(lambda x: (x * 2, x), lambda x, g: (np.sum(g * x),))  # a scalar: broadcast
+    np.testing.assert_allclose(tj.grad(lambda x: np.sum(f(x)))(np.ones(3)), [3.0, 3.0, 3.0])
+    f.defvjp(lambda x: (x * 2, x), lambda x, g: (np.ones(7),))
+    with pytest.raises(tj.GradientError, match=r"shape \(7,\).*shape \(3,\)"):
+        tj.grad(lambda x: np.sum(f(x)))(np.ones(3))

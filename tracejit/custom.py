@@ -135,7 +135,8 @@ def _as_cotangent(fn: CustomVJP, i: int, ct: Any, primal: Any, g: Tracer):
     if not isinstance(ct, Tracer):
         ct = Tracer(g._trace, Literal.of(np.asarray(ct, dtype=primal.dtype)))
     from . import numpy as tnp
-    return tnp.astype(ct, primal.dtype)
+    ct = tnp.astype(ct, primal.dtype)
+    return ct if tuple(ct.shape) == tuple(primal.shape) else tnp.broadcast_to(ct, primal.shape)
 
 
 def _check_fwd(fn: CustomVJP, res: Any) -> tuple:
