@@ -19,8 +19,10 @@ import gc
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -130,7 +132,11 @@ def bench_one(wl, peer, data, ref, args) -> dict:
     best = None
     for attempt in range(1 + args.retries):
         if attempt:
-            timing.wait_until_quiet(FOREIGN_WARN / 2, args.quiet_wait)
+            if args.quiet_budget <= 0:
+                break
+            t_wait = time.perf_counter()
+            timing.wait_until_quiet(FOREIGN_WARN / 2, min(args.quiet_wait, args.quiet_budget))
+            args.quiet_budget -= time.perf_counter() - t_wait
         try:
             t = timing.time_steady(built.fn, first_s, repeats=args.repeats,
                                    min_batch_s=args.min_batch_ms / 1e3,
@@ -138,12 +144,13 @@ def bench_one(wl, peer, data, ref, args) -> dict:
         except Exception as exc:  # noqa: BLE001
             rec.update(status="error", message="timing: " + _short(exc))
             return rec
+        attempts = attempt + 1
         if best is None or (t.foreign_cores or 0) < (best.foreign_cores or 0):
             best = t
         if (t.foreign_cores or 0) <= FOREIGN_WARN:
             break
     rec.update(best.as_dict())
-    rec["timing_attempts"] = attempt + 1
+    rec["timing_attempts"] = attempts
     del built
     gc.collect()
     return rec
@@ -178,13 +185,45 @@ def memory_child(wl_key: str, peer_name: str, quick: bool, threads: int) -> dict
     }
 
 
+# Environment variables of the peers' on-disk compile caches. Numba kernels here are never
+# cached on disk and JAX's persistent cache is off by default; the others would make a second
+# run's "first call" skip compilation.
+CACHE_ENV_VARS = {"TRACEJIT_CACHE_DIR": "tracejit", "DRJIT_CACHE_DIR": "drjit",
+                  "TORCHINDUCTOR_CACHE_DIR": "inductor"}
+
+
+def cold_cache_env(root: str) -> dict[str, str]:
+    """Fresh, empty cache directories under ``root`` for every peer with a disk cache, so
+    first calls include compilation. Must be in the environment before the peer is imported;
+    variables already set by the user are left alone."""
+    out = {}
+    for var, sub in CACHE_ENV_VARS.items():
+        if var in os.environ:
+            continue
+        path = os.path.join(root, sub)
+        os.makedirs(path, exist_ok=True)
+        out[var] = path
+    return out
+
+
 def measure_memory(wl_key: str, peer_name: str, args) -> dict:
     cmd = [sys.executable, "-m", "benchmarks.run", "--memory-child", wl_key, peer_name,
            "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+    env = dict(os.environ)
+    cache = None
+    if not args.warm_cache:
+        # Each child compiles from scratch (its first-call figure then contains the
+        # compiler's memory for every peer alike).
+        cache = tempfile.mkdtemp(prefix="bench-cold-cache-")
+        env.update(cold_cache_env(cache))
     try:
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900,
+                              env=env)
     except subprocess.TimeoutExpired:
         return {"memory_error": "timeout"}
+    finally:
+        if cache:
+            shutil.rmtree(cache, ignore_errors=True)
     for line in proc.stdout.splitlines():
         if line.startswith("MEMJSON:"):
             return json.loads(line[len("MEMJSON:"):])
@@ -382,11 +421,16 @@ def parse_args(argv=None):
                          f"> {FOREIGN_WARN} cores meanwhile (default 3, quick 0)")
     ap.add_argument("--quiet-wait", type=float, default=60.0,
                     help="seconds to wait for the machine to go quiet before a retry")
+    ap.add_argument("--quiet-budget", type=float, default=900.0,
+                    help="total seconds the whole run may spend waiting for quiet")
     ap.add_argument("--threads", type=int, default=timing.usable_cores(),
                     help="threads for every peer (default: usable cores)")
     ap.add_argument("--memory", action="store_true",
                     help="also measure peak RSS growth, one fresh process per (workload, peer)"
                          " (slow)")
+    ap.add_argument("--warm-cache", action="store_true",
+                    help="let tracejit, Dr.Jit and inductor use their usual on-disk kernel "
+                         "caches (first calls then skip compiles cached by an earlier run)")
     ap.add_argument("--out", default=RESULTS_DIR, help="directory for JSON and PNG")
     ap.add_argument("--no-save", action="store_true", help="print only; write no files")
     ap.add_argument("--no-plot", action="store_true", help="write JSON but no PNG")
@@ -422,6 +466,9 @@ def main(argv=None) -> int:
 
     workloads = [WORKLOADS[k] for k in select_workloads(args.only)]
     peers = select_peers(args.peers)
+    cold_dir = None if args.warm_cache else tempfile.mkdtemp(prefix="bench-cold-cache-")
+    if cold_dir:
+        os.environ.update(cold_cache_env(cold_dir))
     machine = timing.machine_info()
     print(f"{machine['cpu_model']}, {machine['cores_usable']} cores, "
           f"caches {machine['caches']}; threads per peer: {args.threads}"
@@ -435,8 +482,10 @@ def main(argv=None) -> int:
     for wl in workloads:
         data = wl.make_data(args.quick)
         ref = wl.numpy(*wl.ordered(data))
-        if args.retries:
-            timing.wait_until_quiet(FOREIGN_WARN / 2, args.quiet_wait)
+        if args.retries and args.quiet_budget > 0:
+            t_wait = time.perf_counter()
+            timing.wait_until_quiet(FOREIGN_WARN / 2, min(args.quiet_wait, args.quiet_budget))
+            args.quiet_budget -= time.perf_counter() - t_wait
         copy_refs[wl.key] = timing.copy_reference(data[wl.copy_arg], repeats=args.repeats,
                                                   min_batch_s=args.min_batch_ms / 1e3)
         print(f"\n[{wl.key}] {wl.formula}", flush=True)
@@ -465,6 +514,8 @@ def main(argv=None) -> int:
                              copy_refs[wl.key], args.memory)
     print_summary(workloads, peers, results)
     print(f"\ntotal {time.perf_counter() - t_all:.0f} s")
+    if cold_dir:
+        shutil.rmtree(cold_dir, ignore_errors=True)
 
     if args.no_save:
         return 0
@@ -476,7 +527,8 @@ def main(argv=None) -> int:
         "config": {"quick": args.quick, "repeats": args.repeats,
                    "min_batch_ms": args.min_batch_ms, "threads": args.threads,
                    "workloads": [w.key for w in workloads], "peers": peers,
-                   "memory": args.memory, "argv": sys.argv[1:]},
+                   "memory": args.memory, "warm_disk_caches": args.warm_cache,
+                   "retries": args.retries, "argv": sys.argv[1:]},
         "threads": thread_info,
         "workloads": {w.key: {"title": w.title, "formula": w.formula, "unit": w.unit}
                       for w in workloads},

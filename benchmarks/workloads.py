@@ -822,9 +822,10 @@ PEERS: dict[str, Peer] = {p.name: p for p in [
          build_torch_compile, threads=_torch_threads),
     Peer("drjit", "Dr.Jit LLVM backend, drjit.llvm.ad + dr.backward", ("drjit",), build_drjit,
          threads=_drjit_threads),
-    Peer("tracejit", "tj.jit_grad(f) (Numba backend)", ("tracejit",), build_tracejit),
+    Peer("tracejit", "tj.jit_grad(f) (Numba backend)", ("tracejit",), build_tracejit,
+         threads=_numba_threads),
     Peer("tracejit-reuse", "tj.jit_grad(f, reuse_buffers=True)", ("tracejit",),
-         build_tracejit_reuse),
+         build_tracejit_reuse, threads=_numba_threads),
     Peer("tracejit-interp", "tj.jit_grad(f, backend='interpreter') (NumPy reference)",
          ("tracejit",), build_tracejit_interp, default=False),
 ]}
