@@ -24,8 +24,9 @@ import platform
 import re
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -296,6 +297,11 @@ def cpu_flags() -> list[str]:
     return [f for f in (m.group(1).split() if m else []) if f in wanted]
 
 
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
 def cache_sizes() -> dict[str, str]:
     """L2/L3 sizes from sysfs (cpu0), so the in-cache caveat of the copy reference is visible."""
     out = {}
@@ -304,9 +310,7 @@ def cache_sizes() -> dict[str, str]:
         for idx in sorted(os.listdir(base)):
             p = os.path.join(base, idx)
             try:
-                level = open(os.path.join(p, "level")).read().strip()
-                kind = open(os.path.join(p, "type")).read().strip()
-                size = open(os.path.join(p, "size")).read().strip()
+                level, kind, size = (_read(os.path.join(p, n)) for n in ("level", "type", "size"))
             except OSError:
                 continue
             if kind in ("Unified", "Data"):

@@ -20,9 +20,10 @@ import importlib.util
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -352,7 +353,8 @@ def _load_vecmath():
 
 
 def vecmath_module():
-    """(namespace of tanh/sin/cos/exp/log, names that fell back to math, reason) for the "fused" Numba loops.
+    """(tanh/sin/cos/exp/log namespace, names that fell back to math, reason) for the
+    "fused" Numba loops.
 
     Each function comes from tracejit's vectorizable vecmath module when it has it, else
     from ``math`` (a scalar libm call that keeps LLVM from vectorizing the loop); the note
