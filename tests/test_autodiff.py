@@ -78,11 +78,6 @@ def test_nested_grad_closure_over_outer_traced_value(backend):
     assert tj.grad(f, backend=backend)(3.0) == pytest.approx(12.0)
 
 
-@pytest.mark.xfail(strict=True, raises=(KeyError, TypeError), reason="api.Transformed."
-                   "__call__: an inner transformation called only with concrete args but "
-                   "closing over an outer tracer takes the compile path; the captured tracer "
-                   "input is never fed (KeyError in the interpreter, missing argument in "
-                   "numba). It should inline when graph.captured is non-empty.")
 def test_nested_grad_concrete_args_closure_over_outer_tracer(backend):
     # the closed-over value used only inside the inner function: g(x) = d/dy sin(x*y) at y=1
     # = x cos(x);  g'(x) = cos(x) - x sin(x)

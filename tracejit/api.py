@@ -20,7 +20,7 @@ from .errors import ArgnumsError, ArgumentError, GradientError, TracejitError, t
 from .ir import Aval, Graph, Literal, Var
 from .primitives import is_float
 from .primitives.elementwise import stop_gradient_p
-from .tracing import Tracer, trace
+from .tracing import _TRACE_STACK, Tracer, trace
 
 _SCALARS = (bool, int, float, np.generic)
 
@@ -105,9 +105,8 @@ class Transformed:
             statics = tuple(args[i] for i in self.static_argnums) if self.static_argnums else ()
             leaves, treedef = pytree.flatten((args, kwargs) if not statics else
                                              (self._dynamic(args), kwargs))
-            for leaf in leaves:
-                if isinstance(leaf, Tracer):
-                    return self._inline(args, kwargs)
+            if _TRACE_STACK:  # inside another transformation (maybe closing over its tracers)
+                return self._inline(args, kwargs)
             key = (treedef, statics, tuple(
                 (leaf.dtype, leaf.shape) if isinstance(leaf, np.ndarray) else
                 (type(leaf), np.shape(leaf)) for leaf in leaves))
@@ -290,17 +289,17 @@ def _protect_aliases(exe, graph: Graph) -> Callable:
 def inline_graph(graph: Graph, args: Sequence[Any]) -> list[Any]:
     """Replay `graph` on tracers of the current trace (nested transformations)."""
     env = {v.id: a for v, a in zip(graph.inputs, args)}
-    tracer = next(a for a in args if isinstance(a, Tracer))
+    trace = _TRACE_STACK[-1]
 
     def read(atom):
-        return Tracer(tracer._trace, atom) if isinstance(atom, Literal) else env[atom.id]
+        return Tracer(trace, atom) if isinstance(atom, Literal) else env[atom.id]
 
     for eqn in graph.eqns:
-        tracer._trace.where_override = eqn.where
+        trace.where_override = eqn.where
         out = eqn.prim.bind(*map(read, eqn.inputs), **eqn.params)
         for var, val in zip(eqn.outputs, out if eqn.prim.multiple_results else [out]):
             env[var.id] = val
-    tracer._trace.where_override = None
+    trace.where_override = None
     return [read(o) for o in graph.outputs]
 
 
