@@ -167,8 +167,6 @@ def test_bad_argnums_type(argnums):
     assert "argnums" in msg and repr(argnums) in msg and "Fix:" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="api._normalize_argnums raises ArgnumsError without "
-                   "user_error(): the message has no 'File ..., line ...' of the user's call")
 def test_bad_argnums_type_names_line():
     with pytest.raises(tj.ArgnumsError) as e:
         tj.grad(lambda x: np.sum(x), argnums="a")  # MARK-bad-argnums

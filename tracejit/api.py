@@ -56,8 +56,8 @@ def _normalize_argnums(argnums, name: str) -> tuple[int, ...]:
     nums = (argnums,) if isinstance(argnums, int) else argnums
     if not isinstance(nums, tuple) or not all(isinstance(i, int) and not isinstance(i, bool)
                                               for i in nums) or not nums:
-        raise ArgnumsError(f"{name}: argnums must be an int or a non-empty tuple of ints, got "
-                           f"{argnums!r}.\nFix: e.g. argnums=0 or argnums=(0, 2).")
+        raise user_error(ArgnumsError, f"{name}: argnums must be an int or a non-empty tuple "
+                         f"of ints, got {argnums!r}.", "e.g. argnums=0 or argnums=(0, 2).")
     return nums
 
 

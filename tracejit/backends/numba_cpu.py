@@ -330,7 +330,10 @@ def _load(source: str, digest: str):
     path = os.path.join(folder, f"{mod_name}.py")
     try:
         os.makedirs(folder, exist_ok=True)
-        existing = open(path).read() if os.path.exists(path) else None
+        existing = None
+        if os.path.exists(path):
+            with open(path) as f:
+                existing = f.read()
         if existing != source:  # absent, or corrupted: (re)write atomically
             tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
             with open(tmp, "w") as f:
