@@ -34,9 +34,10 @@ def assert_user_error(excinfo, cls, builtin, marker: str, *words: str) -> str:
 
 # ----- non-scalar loss -----
 def test_nonscalar_loss(backend):
-    g = tj.grad(lambda x: x * 2, backend=backend)
+    # the error names the line that computed the (non-scalar) loss
+    g = tj.grad(lambda x: x * 2, backend=backend)  # MARK-nonscalar-loss
     with pytest.raises(tj.GradientError) as e:
-        g(np.ones(3))  # MARK-nonscalar-loss
+        g(np.ones(3))
     assert_user_error(e, tj.GradientError, TypeError, "# MARK-nonscalar-loss", "scalar",
                       "float64[3]", "tracejit.grad")
 

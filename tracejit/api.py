@@ -196,10 +196,13 @@ class Transformed:
                              "return one scalar, e.g. np.sum(...) of your outputs.")
         loss = graph.outputs[0].aval
         if loss.shape != () or not is_float(loss.dtype):
+            # point at the line that computed the loss, not at the call
+            where = next((e.where for e in graph.eqns if e.outputs[0] is graph.outputs[0]),
+                         None)
             raise user_error(GradientError, f"{self.name}: gradients need a scalar float loss; "
                              f"the function returned {loss.dtype}{list(loss.shape)}.",
                              "reduce the output to a scalar (np.sum(out) or np.mean(out)), "
-                             "or use tracejit.jit for non-scalar outputs.")
+                             "or use tracejit.jit for non-scalar outputs.", where)
 
     def _build(self, args, kwargs, leaves, treedef) -> _Entry:
         graph, out_tree, wrt = self._trace(args, leaves, treedef)
