@@ -274,7 +274,8 @@ def fmt_foreign(c: float | None) -> str:
 
 
 def fmt_mb(b: int | None) -> str:
-    return "-" if b is None else f"{b / 2**20:.0f}"
+    # Clamped at 0: a peer whose steady state frees more than it maps reads as "-0" otherwise.
+    return "-" if b is None else f"{max(b, 0) / 2**20:.0f}"
 
 
 def print_workload_table(wl, recs: list[dict], copy_ref: dict, with_memory: bool) -> None:
@@ -407,6 +408,18 @@ def plot(path: str, workloads, peers, results, copy_refs) -> str | None:
 # Main
 
 
+def git_commit() -> str | None:
+    """HEAD of the repository the benchmark ran from, '+dirty' if tracejit/ had changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "tracejit"], cwd=REPO,
+                               check=True, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -523,6 +536,10 @@ def main(argv=None) -> int:
     if cold_dir:
         shutil.rmtree(cold_dir, ignore_errors=True)
 
+    tj = sys.modules.get("tracejit")
+    if machine["libraries"].get("tracejit") is None and tj is not None:
+        machine["libraries"]["tracejit"] = getattr(tj, "__version__", "in-tree")
+    machine["repo_commit"] = git_commit()
     if args.no_save:
         return 0
     os.makedirs(args.out, exist_ok=True)
