@@ -4,11 +4,32 @@ from . import numpy  # noqa: F401  (installs the Tracer operators)
 from .api import explain, grad, jit, jit_grad, make_ir, stop_gradient, value_and_grad
 from .check import check_grads
 from .custom import custom_vjp
-from .errors import (ArgnumsError, ArgumentError, GradientError, ShapeError, TracejitError,
-                     TracerBoolError, UnsupportedError)
+from .errors import (
+                     ArgnumsError,
+                     ArgumentError,
+                     GradientError,
+                     ShapeError,
+                     TracejitError,
+                     TracerBoolError,
+                     UnsupportedError,
+)
 
-__all__ = ["explain", "grad", "jit", "jit_grad", "make_ir", "stop_gradient", "value_and_grad",
-           "custom_vjp", "check_grads",
-           "TracejitError", "TracerBoolError", "ShapeError", "UnsupportedError",
-           "ArgnumsError", "ArgumentError", "GradientError"]
+__all__ = [
+                     "ArgnumsError",
+                     "ArgumentError",
+                     "GradientError",
+                     "ShapeError",
+                     "TracejitError",
+                     "TracerBoolError",
+                     "UnsupportedError",
+                     "check_grads",
+                     "custom_vjp",
+                     "explain",
+                     "grad",
+                     "jit",
+                     "jit_grad",
+                     "make_ir",
+                     "stop_gradient",
+                     "value_and_grad",
+]
 __version__ = "0.1.0"

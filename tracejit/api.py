@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import config, passes, pytree
 from .autodiff import vjp_graph
 from .backends import get_backend
-from .errors import ArgnumsError, ArgumentError, GradientError, TracejitError, trim_traceback, user_error
+from .errors import (
+    ArgnumsError,
+    ArgumentError,
+    GradientError,
+    TracejitError,
+    trim_traceback,
+    user_error,
+)
 from .ir import Aval, Graph, Literal, Var
 from .primitives import is_float
 from .primitives.elementwise import stop_gradient_p
@@ -64,7 +72,7 @@ def _normalize_argnums(argnums, name: str) -> tuple[int, ...]:
 class _Entry:
     """One compiled specialization: run it on flat leaves, rebuild the user's outputs."""
 
-    __slots__ = ("run", "finish", "graph", "exe")
+    __slots__ = ("exe", "finish", "graph", "run")
 
     def __init__(self, run: Callable, finish: Callable, graph: Graph, exe: Any) -> None:
         self.run, self.finish, self.graph, self.exe = run, finish, graph, exe

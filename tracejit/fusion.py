@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .ir import Eqn, Graph, Literal, Var
-from .primitives import ELEMENTWISE, LAYOUT, REDUCE
+from .primitives import ELEMENTWISE, REDUCE
 
 AxisMap = tuple  # tuple[int | None, ...]
 
@@ -124,7 +124,7 @@ class _Builder:
         self.k = Kernel(tuple(space), tuple(inner), list(eqns), dict(amaps or {}),
                         dict(kinds or {}), reduce_in=dict(reduce_in or {}))
 
-    def copy(self) -> "_Builder":
+    def copy(self) -> _Builder:
         k = self.k
         return _Builder(k.space, k.inner, k.eqns, k.amaps, k.kinds, k.reduce_in)
 

@@ -56,7 +56,7 @@ class Literal:
     aval: Aval
 
     @staticmethod
-    def of(value: Any, dtype: Any = None) -> "Literal":
+    def of(value: Any, dtype: Any = None) -> Literal:
         arr = np.asarray(value, dtype=dtype)
         if arr.ndim:  # an array constant is copied so later changes by the caller don't leak in
             arr = arr.copy()

@@ -19,8 +19,14 @@ from .ir import Literal
 from .primitives import REGISTRY, is_float
 from .primitives.contraction import matmul_p
 from .primitives.elementwise import convert_p, select_p
-from .primitives.layout import (broadcast_p, concatenate_p, pad_p, reshape_p, rev_p, slice_p,
-                                transpose_p)
+from .primitives.layout import (
+    broadcast_p,
+    concatenate_p,
+    reshape_p,
+    rev_p,
+    slice_p,
+    transpose_p,
+)
 from .primitives.reductions import argmax_p, argmin_p
 from .tracing import Tracer, _install_operators, unsupported
 

@@ -91,7 +91,7 @@ def _algebraic_rule(e: Eqn, ins) -> Atom | None:
     folded = _fold(e, ins)
     if folded is not None:
         return folded
-    keeps = lambda a: isinstance(a, Var) and a.aval == out  # noqa: E731  (no shape change)
+    keeps = lambda a: isinstance(a, Var) and a.aval == out
     if name == "mul":
         for a, b in ((ins[0], ins[1]), (ins[1], ins[0])):
             if _is_const(b, 1) and keeps(a):

@@ -4,7 +4,8 @@ The treedef is hashable so it can be part of a compiled function's cache key.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # a treedef is a nested tuple: ("leaf",), ("none",), ("tuple", children), ("list", children),
 # ("dict", keys, children)

@@ -7,15 +7,16 @@ asking a tracer for a concrete value raises an error naming the user's line.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from . import pytree
 from .errors import TracejitError, TracerBoolError, UnsupportedError, user_error, user_frame
-from .ir import Atom, Aval, Eqn, Graph, Literal, Var, aval_of
+from .ir import Atom, Aval, Eqn, Graph, Literal, Var
 
-_TRACE_STACK: list["Trace"] = []
+_TRACE_STACK: list[Trace] = []
 
 _CONCRETE_FIX = ("branch on data with tnp.where(cond, a, b) (or np.where); Python `if`, "
                  "`float()` and `int()` only work on shapes, dtypes and static arguments.")
@@ -29,10 +30,10 @@ class Trace:
         self.inputs: list[Var] = []
         self.eqns: list[Eqn] = []
         # tracers of an enclosing trace used here become extra inputs of this graph
-        self.captured: dict[int, tuple[Var, "Tracer"]] = {}
+        self.captured: dict[int, tuple[Var, Tracer]] = {}
         self.where_override: tuple[str, int, str] | None = None
 
-    def new_arg(self, aval: Aval) -> "Tracer":
+    def new_arg(self, aval: Aval) -> Tracer:
         var = Var(aval)
         self.inputs.append(var)
         return Tracer(self, var)

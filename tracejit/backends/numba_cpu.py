@@ -23,7 +23,6 @@ from numba.core.errors import NumbaError
 from .. import config, fusion
 from ..ir import Graph, Literal, Var
 from ..primitives import REDUCE, Reduce
-from .interpreter import eval_graph
 
 # small inputs run serially: a parallel launch costs more than the loop below this size
 SERIAL_BELOW = 1 << 15
@@ -32,7 +31,7 @@ CHUNKS = 64
 _FLAGS = "fastmath={'reassoc', 'contract'}, error_model='numpy', cache=True"
 
 try:  # tracejit's vectorizable math: branch-free, so LLVM vectorizes loops that call it
-    from . import vecmath as _vm  # noqa: F401
+    from . import vecmath as _vm
     _HAVE_VM = True
 except ImportError:
     _HAVE_VM = False
@@ -50,7 +49,7 @@ def _emit_template(prim) -> str:
         name = CPU_EMIT[prim.name].split("(")[0].split(".")[1]
         if hasattr(_vm, name):
             return CPU_EMIT[prim.name]
-    if prim.name == "broadcast" or (prim.name == "reshape"):
+    if prim.name in ("broadcast", "reshape"):  # indexing does the work
         return "{0}"
     return prim.emit
 
@@ -151,7 +150,7 @@ class _KernelSource:
 
     def reduce_step(self, e, acc: str, x: str) -> str:
         r: Reduce = e.prim.emit
-        tmpl = _emit_template(e.prim) if False else r.combine
+        tmpl = r.combine
         if e.prim.name in ("reduce_max", "reduce_min") and _HAVE_VM:
             fn = "maximum" if e.prim.name == "reduce_max" else "minimum"
             if hasattr(_vm, fn):
@@ -396,13 +395,13 @@ class CompiledKernel:
         gen = _KernelSource(kernel)
         first = kernel.eqns[0].prim.name
         body = gen.source("KERNEL", parallel=True)
-        consts = gen.consts
         serial = gen.source("KERNEL", parallel=False)
+        consts = gen.consts  # both variants name the same constants
         digest = hashlib.sha256((body + "\n".join(consts)).encode()).hexdigest()[:16]
         self.name = f"k_{first}_{digest[:8]}"
         body = body.replace("def KERNEL(", f"def {self.name}_par(", 1)
         serial = serial.replace("def KERNEL(", f"def {self.name}_ser(", 1)
-        self.source = _module_source(body, serial, consts + gen.consts)
+        self.source = _module_source(body, serial, consts)
         self.digest = hashlib.sha256(self.source.encode()).hexdigest()[:16]
         self.kernel, self.gen = kernel, gen
         self.parallel = allow_parallel and int(np.prod(kernel.space,
@@ -458,8 +457,7 @@ class Executable:
     def _make_driver(self):
         """Straight-line Python for one call: fewer lookups on the hot path."""
         g = self.graph
-        glb = {"np": np, "_asarray": np.asarray, "_empty": np.empty, "_buf": self.buffers,
-               "_eval": eval_graph}
+        glb = {"np": np, "_asarray": np.asarray, "_empty": np.empty, "_buf": self.buffers}
         lines = [f"def run({', '.join(f'x{i}' for i in range(len(g.inputs)))}):"]
         names: dict[int, str] = {}
         for i, v in enumerate(g.inputs):

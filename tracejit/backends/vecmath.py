@@ -55,16 +55,27 @@ a conditional call stops the loop vectorizer, making a float32 sin loop 115 ms i
 """
 import math
 
-import numpy as np
 import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 __all__ = [
-    "exp", "expm1", "log", "log1p", "tanh", "sin", "cos", "sigmoid", "softplus", "pow",
-    "sqrt", "maximum", "minimum",
+    "cos",
+    "exp",
+    "expm1",
+    "log",
+    "log1p",
+    "maximum",
+    "minimum",
+    "pow",
+    "sigmoid",
+    "sin",
+    "softplus",
+    "sqrt",
+    "tanh",
 ]
 
 # error_model='numpy': no ZeroDivisionError checks (a branch + exception path would stop

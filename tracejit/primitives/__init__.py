@@ -7,8 +7,9 @@ dims (keepdims=False is a reshape after it); LAYOUT moves data; CONTRACT is matm
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -83,4 +84,4 @@ def is_float(dtype: np.dtype) -> bool:
     return np.issubdtype(dtype, np.inexact)
 
 
-from . import elementwise, reductions, layout, contraction  # noqa: E402,F401  (fill REGISTRY)
+from . import contraction, elementwise, layout, reductions  # noqa: F401  (fill REGISTRY)

@@ -159,7 +159,7 @@ max_p = _binary("max", np.maximum, _max_vjp, MAX_EMIT, ("maximum",))
 min_p = _binary("min", np.minimum, _min_vjp, MIN_EMIT, ("minimum",))
 
 _BOOL = np.dtype(bool)
-_no_grad = lambda g, out, x, y: (None, None)  # noqa: E731
+_no_grad = lambda g, out, x, y: (None, None)
 lt_p = _binary("lt", np.less, _no_grad, "({0} < {1})", ("less",), out_dtype=_BOOL)
 le_p = _binary("le", np.less_equal, _no_grad, "({0} <= {1})", ("less_equal",), out_dtype=_BOOL)
 gt_p = _binary("gt", np.greater, _no_grad, "({0} > {1})", ("greater",), out_dtype=_BOOL)
