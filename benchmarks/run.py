@@ -3,7 +3,7 @@ optional JAX / PyTorch / Dr.Jit peers.
 
     python -m benchmarks                  # everything installed, full sizes
     python benchmarks/run.py --quick      # smoke run: 1/10 sizes, few repeats
-    python -m benchmarks --only W1,W3 --peers numpy,numba*,tracejit --memory
+    python -m benchmarks --only W1,W3 --peers 'numpy,numba*,tracejit' --memory
 
 Every peer runs in this one process on the same input arrays (memory measurements excepted:
 ``--memory`` starts one fresh process per (workload, peer)). A peer is checked against NumPy
