@@ -128,7 +128,8 @@ class _Builder:
         k = self.k
         return _Builder(k.space, k.inner, k.eqns, k.amaps, k.kinds, k.reduce_in)
 
-    def operand_map(self, a, out_shape) -> AxisMap | None:
+    def operand_map(self, a) -> AxisMap | None:
+        """The axis map of an operand computed in this kernel; None for one from memory."""
         if isinstance(a, Var) and a.id in self.k.amaps:
             return self.k.amaps[a.id]
         return None
@@ -164,7 +165,7 @@ class _Builder:
         r = len(shape)
         out: list = [None] * r
         for a in e.inputs:
-            m = self.operand_map(a, shape)
+            m = self.operand_map(a)
             if m is None:
                 continue
             off = r - len(m)
@@ -187,7 +188,7 @@ class _Builder:
     def _add_reduce(self, e: Eqn) -> None:
         k = self.k
         x, out = e.inputs[0], e.outputs[0]
-        m = self.operand_map(x, x.aval.shape)
+        m = self.operand_map(x)
         if m is None:
             m = _default_map(x.aval.shape, k.space)
         axes = e.params["axes"]
@@ -252,30 +253,24 @@ def plan(graph: Graph) -> list[Kernel | Step]:
             isinstance(a, Var) and a.id in current.k.kinds for a in e.inputs)
 
     for e in graph.eqns:
-        if _fusible(e):
+        if _fusible(e) and current is not None:
+            trial = current.copy()
+            try:
+                trial.add(e)
+                current = trial
+                continue
+            except _Reject:
+                grown = _try_grow(current, e)
+                if grown is not None:
+                    current = grown
+                    continue
+        if _fusible(e) and not is_view_reshape(e):
             if current is not None:
-                trial = current.copy()
-                try:
-                    trial.add(e)
-                    current = trial
-                    continue
-                except _Reject:
-                    grown = _try_grow(current, e)
-                    if grown is not None:
-                        current = grown
-                        continue
-            if not produced_by_current(e) or not is_view_reshape(e):
-                if is_view_reshape(e) and current is not None:
-                    items.append(Step(e))  # a free reshape of memory, hoisted before
-                    continue
-                if not is_view_reshape(e):
-                    if current is not None:
-                        items.append(current.k)
-                    current = _new_builder(e)
-                    continue
-            items.append(Step(e))
+                items.append(current.k)
+            current = _new_builder(e)
             continue
-        # a library step: it can run before the open kernel unless it needs its values
+        # a step (library call, or a free reshape of memory) runs before the open kernel
+        # unless it needs that kernel's values
         if produced_by_current(e):
             items.append(current.k)
             current = None

@@ -26,7 +26,8 @@ from ..primitives import REDUCE, Reduce
 
 # small inputs run serially: a parallel launch costs more than the loop below this size
 SERIAL_BELOW = 1 << 15
-# accumulating kernels split the parallel loop into this many chunks (deterministic sums)
+# max/min/prod accumulators split the parallel loop into this many chunks, each with its
+# own partial, combined after the loop (sums use Numba's prange reduction instead)
 CHUNKS = 64
 _FLAGS = "fastmath={'reassoc', 'contract'}, error_model='numpy', cache=True"
 
@@ -271,14 +272,14 @@ class _KernelSource:
         loop = "prange" if parallel else "range"
         ind = "    "
         p = self.par_axis
-        chunked = self.accs and not all(e.prim.name == "reduce_sum" for e in self.accs)
-        for e in self.accs if chunked else []:
-            self.lines.append(f"{ind}p{e.outputs[0].id} = np.empty(max(1, min(n{p}, {CHUNKS})), "
-                              f"{_T(e.outputs[0].aval.dtype)})")
         # sums use Numba's prange reduction (4.7x faster than chunked partials on W2: 1.28 vs
         # 6.0 ms); max/min/prod need NaN-exact combines, so they keep explicit chunks
         self.native_sums = bool(self.accs) and all(
             e.prim.name == "reduce_sum" for e in self.accs)
+        if self.accs and not self.native_sums:
+            for e in self.accs:
+                self.lines.append(f"{ind}p{e.outputs[0].id} = np.empty(max(1, min(n{p}, "
+                                  f"{CHUNKS})), {_T(e.outputs[0].aval.dtype)})")
         if self.native_sums:
             for e in self.accs:
                 self.lines.append(f"{ind}acc{e.outputs[0].id} = {self.init(e)}")
