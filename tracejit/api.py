@@ -110,14 +110,9 @@ class Transformed:
     # --- the call path ---
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            statics = tuple(args[i] for i in self.static_argnums) if self.static_argnums else ()
-            leaves, treedef = pytree.flatten((args, kwargs) if not statics else
-                                             (self._dynamic(args), kwargs))
             if _TRACE_STACK:  # inside another transformation (maybe closing over its tracers)
                 return self._inline(args, kwargs)
-            key = (treedef, statics, tuple(
-                (leaf.dtype, leaf.shape) if isinstance(leaf, np.ndarray) else
-                (type(leaf), np.shape(leaf)) for leaf in leaves))
+            key, leaves, treedef = self._key(args, kwargs)
             entry = self._cache.get(key)
             if entry is None:
                 entry = self._compile(key, args, kwargs, leaves, treedef)
@@ -125,15 +120,19 @@ class Transformed:
         except TracejitError as e:
             raise trim_traceback(e)
 
+    def _key(self, args: tuple, kwargs: dict) -> tuple:
+        """(cache key, flat leaves, treedef): the key is structure, static args, dtypes, shapes."""
+        statics = tuple(args[i] for i in self.static_argnums) if self.static_argnums else ()
+        leaves, treedef = pytree.flatten((self._dynamic(args) if statics else args, kwargs))
+        key = (treedef, statics, tuple(
+            (leaf.dtype, leaf.shape) if isinstance(leaf, np.ndarray) else
+            (type(leaf), np.shape(leaf)) for leaf in leaves))
+        return key, leaves, treedef
+
     def entry_for(self, *args: Any, **kwargs: Any) -> _Entry:
         """The compiled specialization for these arguments (compiling it if needed)."""
         self(*args, **kwargs)
-        leaves, treedef = pytree.flatten((self._dynamic(args), kwargs))
-        statics = tuple(args[i] for i in self.static_argnums)
-        return next(e for k, e in self._cache.items() if k[0] == treedef and k[1] == statics
-                    and len(k[2]) == len(leaves) and all(
-                        s == ((x.dtype, x.shape) if isinstance(x, np.ndarray) else
-                              (type(x), np.shape(x))) for s, x in zip(k[2], leaves)))
+        return self._cache[self._key(args, kwargs)[0]]
 
     def _dynamic(self, args: tuple) -> tuple:
         return tuple(None if i in self.static_argnums else a for i, a in enumerate(args))
@@ -240,18 +239,20 @@ class Transformed:
             grad_slots.append(k if c else None)
             k += c
         zero = self.unconnected == "zero"
-        argnums, has_aux, mode, bare = self.argnums, self.has_aux, self.mode, self.bare_gradient
+        has_aux, mode, bare = self.has_aux, self.mode, self.bare_gradient
+        # per argnum: its structure and its slice of the flat gradients
+        parts, pos = [], 0
+        for i in self.argnums:
+            tree = arg_trees[i % len(arg_trees)]
+            m = pytree.num_leaves(tree)
+            parts.append((tree, pos, pos + m))
+            pos += m
 
         def finish(outs):
             flat = [_scalarize(outs[s]) if s is not None else
                     (np.zeros(a.shape, a.dtype)[()] if zero else None)
                     for s, a in zip(grad_slots, grad_avals)]
-            grads, pos = [], 0
-            for i in argnums:
-                tree = arg_trees[i % len(arg_trees)]
-                m = pytree.num_leaves(tree)
-                grads.append(pytree.unflatten(tree, flat[pos:pos + m]))
-                pos += m
+            grads = [pytree.unflatten(tree, flat[a:b]) for tree, a, b in parts]
             g = grads[0] if bare else tuple(grads)
             value = pytree.unflatten(out_tree, [_scalarize(o) for o in outs[:n_out]])
             if mode == "grad":
