@@ -2,6 +2,8 @@
 simplification, common-subexpression elimination and dead-code elimination."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .ir import Atom, Eqn, Graph, Literal, Var
@@ -13,38 +15,39 @@ def simplify(graph: Graph) -> Graph:
     return dce(cse(algebraic(erase_identities(inline_calls(graph)))))
 
 
+@dataclass
+class _Expansion:
+    """A `_substitute` decision: emit these equations; the eqn's outputs become `outputs`."""
+    eqns: list[Eqn]
+    outputs: list[Atom]
+
+
 def inline_calls(graph: Graph) -> Graph:
     """Replace each "call" equation (e.g. custom_vjp_call, which carries its sub-graph as
     params["body"].graph) by the sub-graph's equations, on fresh variables, recursively."""
     if not any(e.prim.kind == "call" for e in graph.eqns):
         return graph
-    rename: dict[int, Atom] = {}
 
-    def sub(a: Atom) -> Atom:
-        return rename.get(a.id, a) if isinstance(a, Var) else a
-
-    eqns = []
-    for e in graph.eqns:
-        inputs = tuple(map(sub, e.inputs))
+    def expand(e: Eqn, inputs) -> _Expansion | None:
         if e.prim.kind != "call":
-            eqns.append(Eqn(e.prim, inputs, e.params, e.outputs, e.where)
-                        if inputs != e.inputs else e)
-            continue
+            return None
         body = inline_calls(e.params["body"].graph)
         inner: dict[int, Atom] = {v.id: a for v, a in zip(body.inputs, inputs)}
+        eqns = []
         for b in body.eqns:
             ins = tuple(inner.get(a.id, a) if isinstance(a, Var) else a for a in b.inputs)
             outs = tuple(Var(v.aval) for v in b.outputs)
             inner.update((v.id, o) for v, o in zip(b.outputs, outs))
             eqns.append(Eqn(b.prim, ins, b.params, outs, b.where))
-        for v, o in zip(e.outputs, body.outputs):
-            rename[v.id] = inner.get(o.id, o) if isinstance(o, Var) else o
-    return Graph(graph.inputs, eqns, [sub(o) for o in graph.outputs])
+        return _Expansion(eqns, [inner.get(o.id, o) if isinstance(o, Var) else o
+                                 for o in body.outputs])
+    return _substitute(graph, expand)
 
 
 def _substitute(graph: Graph, decide) -> Graph:
     """Walk equations; `decide(eqn, inputs)` returns an atom to replace the eqn's single
-    output with, a tuple of new inputs, or None to keep the (input-renamed) equation."""
+    output with, a tuple of new inputs, an _Expansion, or None to keep the (input-renamed)
+    equation."""
     rename: dict[int, Atom] = {}
 
     def sub(a: Atom) -> Atom:
@@ -54,6 +57,10 @@ def _substitute(graph: Graph, decide) -> Graph:
     for e in graph.eqns:
         inputs = tuple(map(sub, e.inputs))
         replacement = decide(e, inputs)
+        if isinstance(replacement, _Expansion):
+            eqns.extend(replacement.eqns)
+            rename.update((v.id, o) for v, o in zip(e.outputs, replacement.outputs))
+            continue
         if isinstance(replacement, tuple):  # new inputs for the same equation
             inputs, replacement = replacement, None
         if replacement is not None:
