@@ -137,3 +137,65 @@ def test_plans_that_call_blas_run_serial_loops():
     assert exe.kernels and not any(k.parallel for k in exe.kernels)
     big = tj.jit_grad(w1).entry_for(np.ones(1 << 16)).exe
     assert all(k.parallel for k in big.kernels)  # without BLAS, large loops stay parallel
+
+
+def softmax_xent(L, Y):
+    z = L - tj.stop_gradient(np.max(L, axis=1, keepdims=True))
+    return np.mean(np.log(np.sum(np.exp(z), axis=1)) - np.sum(Y * z, axis=1))
+
+
+@pytest.mark.parametrize("cols", [1, 7, 8, 13, 64])  # below, at and around LANES
+def test_row_reductions_keep_nan_and_order_across_lanes(cols):
+    r = np.random.default_rng(cols)
+    L = r.standard_normal((5, cols))
+    L[1, cols // 2] = np.nan     # NaN anywhere in a row poisons that row, as in NumPy
+    L[2, cols - 1] = np.inf
+    L[3, :] = -np.inf
+    f = tj.jit(lambda a: (np.max(a, axis=1), np.min(a, axis=1), np.prod(a, axis=1),
+                          np.max(a * 2, axis=1) - np.sum(a, axis=1)))
+    with np.errstate(all="ignore"):
+        want = (L.max(1), L.min(1), L.prod(1), (L * 2).max(1) - L.sum(1))
+    for got, ref in zip(f(L), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+def test_row_value_stashed_in_the_output_row_is_read_back_not_recomputed():
+    r = np.random.default_rng(1)
+    L, Y = r.standard_normal((6, 37)), np.eye(37)[r.integers(0, 37, 6)]
+    exe = tj.jit_grad(softmax_xent).entry_for(L, Y).exe
+    src = exe.kernels[0].source
+    assert src.count("vm.exp(") == 2  # once per variant: the last pass reads exp(z) back
+    for got, want in zip(tj.jit_grad(softmax_xent)(L, Y),
+                         tj.jit_grad(softmax_xent, backend="interpreter")(L, Y)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_multiple_inner_axes_and_row_prod_gradient():
+    r = np.random.default_rng(2)
+    x = r.uniform(0.5, 1.5, (3, 4, 11))
+    f = lambda a: np.sum(np.prod(a, axis=(1, 2)) * np.max(a, axis=(1, 2)))
+    for got, want in zip(tj.jit_grad(f)(x), tj.jit_grad(f, backend="interpreter")(x)):
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sin_cos_beyond_the_fast_range_fall_back_to_libm(dtype):
+    f = lambda x: np.sum(np.sin(x) * np.cos(2 * x))
+    small = np.linspace(-3, 3, 50).astype(dtype)
+    big = np.array([1.0, 1e4, 3e7, -1e30, np.nan, np.inf], dtype)
+    g = tj.jit_grad(f)
+    for x in (small, big, small):  # fast path, exact rerun, fast path again
+        got, want = g(x), tj.jit_grad(f, backend="interpreter")(x)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-6)
+    assert g.entry_for(big).exe.exact is not None  # the libm plan was built once, on need
+
+
+def test_no_reassociation_outside_reductions():
+    # with 'reassoc' on every instruction LLVM would fold x*2 - x into x (inf - inf is NaN)
+    # and (x + 1e20) - 1e20 into x
+    f = tj.jit(lambda x: (x * 2 - x, (x + 1e20) - 1e20))
+    x = np.array([np.inf, -np.inf, 1.0])
+    with np.errstate(invalid="ignore"):
+        for got, want in zip(f(x), (x * 2 - x, (x + 1e20) - 1e20)):
+            np.testing.assert_array_equal(got, want)

@@ -22,14 +22,23 @@ from numba.core.errors import NumbaError
 
 from .. import config, fusion
 from ..ir import Graph, Literal, Var
-from ..primitives import REDUCE, Reduce
+from ..primitives import REDUCE
 
 # small inputs run serially: a parallel launch costs more than the loop below this size
 SERIAL_BELOW = 1 << 15
 # max/min/prod accumulators split the parallel loop into this many chunks, each with its
 # own partial, combined after the loop (sums use Numba's prange reduction instead)
 CHUNKS = 64
-_FLAGS = "fastmath={'reassoc', 'contract'}, error_model='numpy', cache=True"
+# max/min/prod row reductions keep this many independent partials (see emit_pass)
+LANES = 8
+# ops cheaper to recompute in a later pass over a row than to store and reload
+_CHEAP = {"add", "sub", "mul", "neg", "broadcast", "reshape", "convert", "select", "abs",
+          "max", "min", "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "logical_not", "sign",
+          "stop_gradient"}
+# No 'reassoc' on kernels: it would let LLVM rewrite x*2 - x into x (inf - inf is NaN in
+# NumPy). Only the reduction combines (vm.radd / vm.rmul) carry it, which is all the loop
+# vectorizer needs to vectorize a sum.
+_FLAGS = "fastmath={'contract'}, error_model='numpy', cache=True"
 
 try:  # tracejit's vectorizable math: branch-free, so LLVM vectorizes loops that call it
     from . import vecmath as _vm
@@ -43,9 +52,15 @@ CPU_EMIT = {name: f"vm.{fn}({{0}})" for name, fn in (
     ("tanh", "tanh"), ("sin", "sin"), ("cos", "cos"), ("logistic", "sigmoid"))}
 CPU_EMIT.update({"max": "vm.maximum({0}, {1})", "min": "vm.minimum({0}, {1})",
                  "pow": "vm.pow({0}, {1})"})
+_TRIG = ("sin", "cos")
+_REDUCE_COMBINE = {"reduce_sum": "vm.radd({acc}, {x})", "reduce_prod": "vm.rmul({acc}, {x})",
+                   "reduce_max": "vm.maximum({acc}, {x})",
+                   "reduce_min": "vm.minimum({acc}, {x})"}
 
 
-def _emit_template(prim) -> str:
+def _emit_template(prim, libm_trig: bool = False) -> str:
+    if libm_trig and prim.name in _TRIG:  # the exact fallback (see _trig_guard)
+        return prim.emit
     if _HAVE_VM and prim.name in CPU_EMIT:
         name = CPU_EMIT[prim.name].split("(")[0].split(".")[1]
         if hasattr(_vm, name):
@@ -63,8 +78,10 @@ def _T(dtype: np.dtype) -> str:
 class _KernelSource:
     """Generates one kernel's function source (a parallel and a serial variant)."""
 
-    def __init__(self, k: fusion.Kernel) -> None:
-        self.k = k
+    lanes = True  # max/min/prod row reductions in LANES partials (see emit_pass)
+
+    def __init__(self, k: fusion.Kernel, libm_trig: bool = False) -> None:
+        self.k, self.libm_trig = k, libm_trig
         self.inputs = k.inputs
         self.in_names = {self._key(a): f"a{i}" for i, a in enumerate(self.inputs)}
         self.out_names = {v.id: f"o{i}" for i, v in enumerate(k.outputs)}
@@ -138,7 +155,11 @@ class _KernelSource:
         if e.prim.kind == REDUCE or fusion.is_view_reshape(e):
             return args[0]
         params = {k: (v.name if isinstance(v, np.dtype) else v) for k, v in e.params.items()}
-        return _emit_template(e.prim).format(*args, T=_T(out.aval.dtype), **params)
+        return self.template(e.prim).format(*args, T=_T(out.aval.dtype), **params)
+
+    def template(self, prim) -> str:
+        """The emit template for `prim` in this backend (a GPU generator overrides it)."""
+        return _emit_template(prim, self.libm_trig)
 
     def store(self, var, ind: str) -> None:
         if var.id in self.out_names:
@@ -150,13 +171,8 @@ class _KernelSource:
         return self.operand(e.inputs[0], self.k.reduce_in[e.outputs[0].id])
 
     def reduce_step(self, e, acc: str, x: str) -> str:
-        r: Reduce = e.prim.emit
-        tmpl = r.combine
-        if e.prim.name in ("reduce_max", "reduce_min") and _HAVE_VM:
-            fn = "maximum" if e.prim.name == "reduce_max" else "minimum"
-            if hasattr(_vm, fn):
-                tmpl = f"vm.{fn}({{acc}}, {{x}})"
-        return tmpl.format(acc=acc, x=x)
+        tmpl = _REDUCE_COMBINE.get(e.prim.name) if _HAVE_VM else None
+        return (tmpl or e.prim.emit.combine).format(acc=acc, x=x)
 
     def init(self, e) -> str:
         return e.prim.emit.init.format(T=_T(e.outputs[0].aval.dtype))
@@ -169,11 +185,8 @@ class _KernelSource:
             if kind == "acc":
                 if acc_into:
                     x = self.reduce_operand(e)
-                    if self.native_sums:  # Numba's own prange reduction: vectorized
-                        self.lines.append(f"{ind}acc{out.id} += {x}")
-                    else:
-                        self.lines.append(
-                            f"{ind}acc{out.id} = {self.reduce_step(e, f'acc{out.id}', x)}")
+                    self.lines.append(
+                        f"{ind}acc{out.id} = {self.reduce_step(e, f'acc{out.id}', x)}")
                 continue
             if kind == "row" and e.prim.kind == REDUCE:
                 continue  # finalized after its pass
@@ -181,19 +194,21 @@ class _KernelSource:
             if stores:
                 self.store(out, ind)
 
-    def closure(self, roots: list) -> list:
-        """Inner equations needed to compute `roots` in a pass (recomputed, not stored)."""
+    def closure(self, roots: list, loaded: frozenset = frozenset()) -> list:
+        """Inner equations needed to compute `roots` in a pass (recomputed, not stored);
+        values in `loaded` are read back from a stash, so their inputs are not needed."""
         need, k = set(), self.k
         byout = {e.outputs[0].id: e for e in k.eqns}
-        stack = [r.outputs[0].id for r in roots]
+        root_ids = {r.outputs[0].id for r in roots}
+        stack = list(root_ids)
         while stack:
             v = stack.pop()
             if v in need:
                 continue
             need.add(v)
             e = byout[v]
-            if k.kinds[v] == "row" and e.prim.kind == REDUCE and v not in [
-                    r.outputs[0].id for r in roots]:
+            if (k.kinds[v] == "row" and e.prim.kind == REDUCE and v not in root_ids) or \
+                    v in loaded:
                 continue
             for a in e.inputs:
                 if isinstance(a, Var) and a.id in byout and self.is_inner.get(a.id) and \
@@ -201,6 +216,30 @@ class _KernelSource:
                     stack.append(a.id)
         return [e for e in k.eqns if e.outputs[0].id in need and self.is_inner.get(
             e.outputs[0].id) and k.kinds[e.outputs[0].id] == "elem"]
+
+    def _stashes(self, passes: list) -> dict:
+        """Costly row values that a later pass would recompute, mapped to a kernel output of
+        the same layout that is written only in a later pass: the earlier pass stores the
+        value there and later passes read it back from cache (a row softmax keeps exp(z) in
+        the gradient row instead of computing exp twice)."""
+        k, stash, used = self.k, {}, set()
+        raw = [set(e.outputs[0].id for e in self.closure(roots)) for _, _, _, roots in passes]
+        for p, body in enumerate(raw):
+            for e in reversed([e for e in k.eqns if e.outputs[0].id in body]):
+                v = e.outputs[0]
+                if e.prim.name in _CHEAP or v.id in stash or v.id in self.out_names:
+                    continue
+                for o in k.outputs:
+                    lo = self.level.get(o.id)
+                    if (o.id in used or lo is None or lo <= p or not self.is_inner.get(o.id)
+                            or k.amaps[o.id] != k.amaps[v.id] or o.aval.dtype != v.aval.dtype
+                            or o.aval.shape != v.aval.shape):
+                        continue
+                    if any(v.id in raw[q] for q in range(p + 1, lo + 1)):
+                        stash[v.id] = (o, p, lo)
+                        used.add(o.id)
+                        break
+        return stash
 
     def emit_loops(self, ind: str) -> None:
         k = self.k
@@ -216,44 +255,100 @@ class _KernelSource:
             inner = bool(fusion.footprint(k.reduce_in[e.outputs[0].id]) & set(self.inner))
             lvl = self.level.get(a.id, 0) if isinstance(a, Var) else 0
             accs_at.setdefault(("inner" if inner else "row", lvl), []).append(e)
+        passes = []  # per pass over the row: (reductions, stored values, accumulators, roots)
+        for p in range(n_pass):
+            reds = [e for e in row_eqns if e.prim.kind == REDUCE and
+                    self.level[e.outputs[0].id] == p + 1]
+            stored = [e for e in inner_eqns if self.level[e.outputs[0].id] == p and
+                      e.outputs[0].id in self.out_names]
+            accs = accs_at.get(("inner", p), [])
+            roots = [r for r in stored] + [self._producer(r.inputs[0]) for r in reds + accs
+                                           if self._producer(r.inputs[0]) is not None]
+            passes.append((reds, stored, accs, roots))
+        stash = self._stashes(passes)
         for p in range(n_pass + 1):
             rows = [e for e in row_eqns if self.level[e.outputs[0].id] == p]
             for e in rows:
                 if k.kinds[e.outputs[0].id] == "row" and e.prim.kind == REDUCE:
-                    self.lines.append(f"{ind}v{e.outputs[0].id} = r{e.outputs[0].id}")
+                    self.finish_row_reduce(e, ind)
                     self.store(e.outputs[0], ind)
             self.emit_values([e for e in rows if not (k.kinds[e.outputs[0].id] == "row"
                                                       and e.prim.kind == REDUCE)], ind)
             self.emit_values(accs_at.get(("row", p), []), ind)
             if p == n_pass:
                 break
-            reds = [e for e in row_eqns if e.prim.kind == REDUCE and
-                    self.level[e.outputs[0].id] == p + 1]
-            stored = [e for e in inner_eqns if self.level[e.outputs[0].id] == p and
-                      e.outputs[0].id in self.out_names]
-            accs = accs_at.get(("inner", p), [])
-            roots = [r for r in reds] + stored + accs
-            for r in reds:
-                self.lines.append(f"{ind}r{r.outputs[0].id} = {self.init(r)}")
-            jnd = ind
-            for ax in self.inner:
-                self.lines.append(f"{jnd}for i{ax} in range(n{ax}):")
-                jnd += "    "
-            body = self.closure([r for r in roots if r not in accs and r.prim.kind != REDUCE]
-                                + [self._producer(r.inputs[0]) for r in reds + accs
-                                   if self._producer(r.inputs[0]) is not None])
-            stored_ids = {e.outputs[0].id for e in stored}
+            reds, stored, accs, roots = passes[p]
+            loaded = frozenset(v for v, (_, made, last) in stash.items() if made < p <= last)
+            body = self.closure(roots, loaded)
+            self.emit_pass(p, reds, stored, accs, body, stash, loaded, ind)
+
+    def emit_pass(self, p, reds, stored, accs, body, stash, loaded, ind) -> None:
+        """One pass over the row. Max/min/prod reductions keep LANES partials along the last
+        inner axis: a NaN-exact max cannot be reordered by LLVM, but LANES independent chains
+        vectorize (5x faster on a 1000-wide row max)."""
+        k = self.k
+        laned = [r for r in reds if r.prim.name != "reduce_sum"] if self.lanes else []
+        for r in reds:
+            self.lines.append(f"{ind}r{r.outputs[0].id} = {self.init(r)}")
+        for r in laned:
+            self.lines.append(f"{ind}q{r.outputs[0].id} = np.full({LANES}, {self.init(r)}, "
+                              f"{_T(r.outputs[0].aval.dtype)})")
+        last = self.inner[-1]
+        stored_ids = {e.outputs[0].id for e in stored}
+
+        def body_lines(jnd, lane):
             for e in body:
-                self.lines.append(f"{jnd}v{e.outputs[0].id} = {self.expr(e)}")
-                if e.outputs[0].id in stored_ids:
-                    self.store(e.outputs[0], jnd)
+                v = e.outputs[0]
+                if v.id in loaded:
+                    o = stash[v.id][0]
+                    self.lines.append(f"{jnd}v{v.id} = {self.out_names[o.id]}"
+                                      f"[{self.index(k.amaps[o.id], o.aval.ndim)}]")
+                    continue
+                self.lines.append(f"{jnd}v{v.id} = {self.expr(e)}")
+                if v.id in stored_ids:
+                    self.store(v, jnd)
+                if v.id in stash and stash[v.id][1] == p:
+                    o = stash[v.id][0]
+                    self.lines.append(f"{jnd}{self.out_names[o.id]}"
+                                      f"[{self.index(k.amaps[o.id], o.aval.ndim)}] = v{v.id}")
             for r in reds:
                 x = self.reduce_operand(r)
-                self.lines.append(f"{jnd}r{r.outputs[0].id} = "
-                                  f"{self.reduce_step(r, f'r{r.outputs[0].id}', x)}")
+                acc = f"q{r.outputs[0].id}[l]" if lane and r in laned else f"r{r.outputs[0].id}"
+                self.lines.append(f"{jnd}{acc} = {self.reduce_step(r, acc, x)}")
             self.emit_values(accs, jnd, stores=False)
             if not body and not reds and not accs:
                 self.lines.append(f"{jnd}pass")
+
+        if laned:
+            jnd = ind
+            for ax in self.inner[:-1]:
+                self.lines.append(f"{jnd}for i{ax} in range(n{ax}):")
+                jnd += "    "
+            self.lines.append(f"{jnd}for b in range(0, n{last} - {LANES - 1}, {LANES}):")
+            self.lines.append(f"{jnd}    for l in range({LANES}):")
+            self.lines.append(f"{jnd}        i{last} = np.uint64(b + l)")
+            body_lines(jnd + "        ", lane=True)
+            self.lines.append(f"{jnd}for i{last} in range(n{last} - n{last} % {LANES}, "
+                              f"n{last}):")
+            body_lines(jnd + "    ", lane=False)
+        else:
+            body_lines(self.open_inner(ind), lane=False)
+        for r in laned:
+            v = r.outputs[0].id
+            self.lines.append(f"{ind}for l in range({LANES}):")
+            self.lines.append(f"{ind}    r{v} = {self.reduce_step(r, f'r{v}', f'q{v}[l]')}")
+
+    def open_inner(self, ind: str) -> str:
+        """Open the loops over one row's inner axes; returns the body's indentation."""
+        for ax in self.inner:
+            self.lines.append(f"{ind}for i{ax} in range(n{ax}):")
+            ind += "    "
+        return ind
+
+    def finish_row_reduce(self, e, ind: str) -> None:
+        """A row reduction's value once its pass is over (a GPU generator combines the
+        threads of a block here)."""
+        self.lines.append(f"{ind}v{e.outputs[0].id} = r{e.outputs[0].id}")
 
     def _producer(self, a):
         if isinstance(a, Var):
@@ -272,25 +367,21 @@ class _KernelSource:
         loop = "prange" if parallel else "range"
         ind = "    "
         p = self.par_axis
-        # sums use Numba's prange reduction (4.7x faster than chunked partials on W2: 1.28 vs
-        # 6.0 ms); max/min/prod need NaN-exact combines, so they keep explicit chunks
-        self.native_sums = bool(self.accs) and all(
-            e.prim.name == "reduce_sum" for e in self.accs)
-        if self.accs and not self.native_sums:
+        if self.accs:
+            # accumulators: CHUNKS fixed slices of the parallel axis, each with its own partial,
+            # combined in order after the loop, so results do not depend on the thread count.
+            # The index is unsigned: a signed range(lo, hi) index makes Numba emit negative-
+            # index wraparound checks, which stop LLVM vectorizing the loop (3.5x slower).
             for e in self.accs:
                 self.lines.append(f"{ind}p{e.outputs[0].id} = np.empty(max(1, min(n{p}, "
                                   f"{CHUNKS})), {_T(e.outputs[0].aval.dtype)})")
-        if self.native_sums:
-            for e in self.accs:
-                self.lines.append(f"{ind}acc{e.outputs[0].id} = {self.init(e)}")
-            self.lines.append(f"{ind}for i{p} in {loop}(n{p}):")
-        elif self.accs:
             self.lines.append(f"{ind}nch = max(1, min(n{p}, {CHUNKS}))")
             self.lines.append(f"{ind}for c in {loop}(nch):")
             ind += "    "
             for e in self.accs:
                 self.lines.append(f"{ind}acc{e.outputs[0].id} = {self.init(e)}")
-            self.lines.append(f"{ind}for i{p} in range(c * n{p} // nch, (c + 1) * n{p} // nch):")
+            self.lines.append(f"{ind}for j in range(c * n{p} // nch, (c + 1) * n{p} // nch):")
+            self.lines.append(f"{ind}    i{p} = np.uint64(j)")
         else:
             self.lines.append(f"{ind}for i{p} in {loop}(n{p}):")
         ind += "    "
@@ -299,11 +390,7 @@ class _KernelSource:
             ind += "    "
         self.emit_loops(ind)
         ind = "    "
-        if self.native_sums:
-            for e in self.accs:
-                self.lines.append(f"{ind}v{e.outputs[0].id} = acc{e.outputs[0].id}")
-                self.store(e.outputs[0], ind)
-        elif self.accs:
+        if self.accs:
             for e in self.accs:
                 self.lines.append(f"{ind}    p{e.outputs[0].id}[c] = acc{e.outputs[0].id}")
             for e in self.accs:
@@ -328,7 +415,7 @@ def _canonical_names(source: str) -> str:
 
     def rename(m):
         return m.group(1) + numbers.setdefault(m.group(2), str(len(numbers)))
-    return re.sub(r"\b(v|acc|p|r)(\d+)\b", rename, source)
+    return re.sub(r"\b(v|acc|p|q|r)(\d+)\b", rename, source)
 
 
 # ----- compile and cache -----
@@ -392,8 +479,9 @@ def _clear_numba_cache(module) -> None:
 class CompiledKernel:
     """A kernel's two variants; calling picks one and recovers from a broken disk cache."""
 
-    def __init__(self, kernel: fusion.Kernel, allow_parallel: bool = True) -> None:
-        gen = _KernelSource(kernel)
+    def __init__(self, kernel: fusion.Kernel, allow_parallel: bool = True,
+                 libm_trig: bool = False) -> None:
+        gen = _KernelSource(kernel, libm_trig)
         first = kernel.eqns[0].prim.name
         body = gen.source("KERNEL", parallel=True)
         serial = gen.source("KERNEL", parallel=False)
@@ -412,6 +500,7 @@ class CompiledKernel:
         self.module = module
         self.fn = getattr(module, f"{self.name}_{'par' if self.parallel else 'ser'}")
         self.ok = False
+        self.slot = None  # (globals, name) of a driver calling this kernel
 
     def __call__(self, *args):
         if self.ok:
@@ -423,10 +512,12 @@ class CompiledKernel:
                 raise  # a code-generation bug, not a cache problem: never hide it
             except Exception:  # a corrupted or stale disk-cache entry: drop it, rebuild once
                 _clear_numba_cache(self.module)
-                self.fn = numba.njit(parallel=self.parallel, fastmath={"reassoc", "contract"},
+                self.fn = numba.njit(parallel=self.parallel, fastmath={"contract"},
                                      error_model="numpy")(self.fn.py_func)
                 out = self.fn(*args)
             self.ok = True
+            if self.slot is not None:  # the driver now calls the dispatcher directly
+                self.slot[0][self.slot[1]] = self.fn
         return out
 
 
@@ -444,13 +535,14 @@ _VIEW_STEPS = {
 class Executable:
     """Runs a plan: steps and kernels in order, on flat input arrays."""
 
-    def __init__(self, graph: Graph, items, reuse_buffers: bool) -> None:
+    def __init__(self, graph: Graph, items, reuse_buffers: bool,
+                 libm_trig: bool = False) -> None:
         self.graph, self.items = graph, items
         # a Numba parallel region right after an OpenBLAS call fights its threads (measured on
         # W5: 16 ms parallel vs 3.0 ms serial), so plans that call BLAS run serial loops
         blas = any(isinstance(it, fusion.Step) and it.eqn.prim.name == "matmul" for it in items)
-        self.kernels = [CompiledKernel(it, allow_parallel=not blas) for it in items
-                        if isinstance(it, fusion.Kernel)]
+        self.kernels = [CompiledKernel(it, allow_parallel=not blas, libm_trig=libm_trig)
+                        for it in items if isinstance(it, fusion.Kernel)]
         self.reuse = reuse_buffers
         self.buffers: dict[int, np.ndarray] = {}
         self.run = self._make_driver()
@@ -499,6 +591,7 @@ class Executable:
             ck = next(kernels)
             key = f"K{len(glb)}"
             glb[key] = ck
+            ck.slot = (glb, key)
             for v in item.outputs:
                 names[v.id] = f"t{v.id}"
                 shape = v.aval.shape or (1,)
@@ -522,10 +615,10 @@ class Executable:
                 rets.append(f"np.array({ref(o)}).reshape({o.aval.shape!r})")
                 continue
             r = ref(o)
-            if o.aval.ndim == 0:
-                r = f"{r}.reshape(())"
             if o.id in views or any(o is v for v in g.inputs):
                 r = f"np.array({r}, copy=True)"
+            if o.aval.ndim == 0:  # a 0-d result is returned as a NumPy scalar
+                r = f"{r}[0]" if r.startswith("t") else f"{r}.reshape(())[()]"
             rets.append(r)
         lines.append(f"    return [{', '.join(rets)}]")
         src = "\n".join(lines)
@@ -543,11 +636,86 @@ class Executable:
         return "\n".join(parts)
 
 
-def compile(graph: Graph, reuse_buffers: bool = False, **options) -> Executable:
-    items = fusion.plan(graph)
-    exe = Executable(graph, items, reuse_buffers)
+def warm_up() -> None:
+    """Load Numba's CPU target registries now: what the first kernel compile or cache load
+    of a process would otherwise do (most of a warm-cache first call)."""
+    from numba.core.registry import cpu_target
+    cpu_target.target_context.refresh()
+
+
+def _trig_guard(graph: Graph) -> Graph | None:
+    """`graph` with one more output: how many sin/cos arguments lie beyond vecmath's exact
+    range reduction (|x| >= TRIG_MAX, where the fast functions return NaN). It is an extra
+    accumulator in the loop that already computes sin/cos (~5% of W1), and when it is not
+    zero the call is redone with libm's sin/cos, exact for every argument. None if the
+    graph has no sin/cos."""
+    from ..tracing import Tracer, _TRACE_STACK, trace
+    trig = {e.inputs[0].id for e in graph.eqns if e.prim.name in _TRIG and _HAVE_VM
+            and isinstance(e.inputs[0], Var) and e.inputs[0].aval.dtype in _vm.TRIG_MAX}
+    if not trig:
+        return None
+
+    def replay(*xs):
+        t = _TRACE_STACK[-1]
+        env = {v.id: x for v, x in zip(graph.inputs, xs)}
+
+        def read(a):
+            return Tracer(t, a) if isinstance(a, Literal) else env[a.id]
+        for e in graph.eqns:
+            t.where_override = e.where
+            out = e.prim.bind(*map(read, e.inputs), **e.params)
+            for var, val in zip(e.outputs, out if e.prim.multiple_results else [out]):
+                env[var.id] = val
+        t.where_override = None
+        beyond = [np.sum(np.abs(env[i]) >= _vm.TRIG_MAX[env[i].aval.dtype]) for i in trig]
+        return [read(o) for o in graph.outputs] + [sum(beyond[1:], beyond[0])]
+
+    guarded, _ = trace(replay, [v.aval for v in graph.inputs])
+    from .. import passes
+    return passes.simplify(guarded)
+
+
+class GuardedExecutable:
+    """Runs the fast plan; if a sin/cos argument was beyond the fast range, runs the plan
+    again with libm's sin/cos (compiled on first need) and returns that result."""
+
+    def __init__(self, fast: Executable, graph: Graph, reuse_buffers: bool) -> None:
+        self.fast, self.graph, self.reuse = fast, graph, reuse_buffers
+        self.exact = None
+        fast_run = fast.run
+
+        def run(*args):
+            outs = fast_run(*args)
+            if outs[-1]:
+                return self._exact()(*args)
+            outs.pop()
+            return outs
+        self.run = run
+
+    def _exact(self):
+        if self.exact is None:
+            self.exact = Executable(self.graph, fusion.plan(self.graph), self.reuse,
+                                    libm_trig=True)
+        return self.exact.run
+
+    @property
+    def kernels(self):
+        return self.fast.kernels
+
+    def __call__(self, *args):
+        return self.run(*args)
+
+    def explain(self) -> str:
+        return ("(with a guard output: sin/cos arguments beyond the fast range; when it is "
+                "not zero the call reruns with libm sin/cos)\n" + self.fast.explain())
+
+
+def compile(graph: Graph, reuse_buffers: bool = False, **options):
+    guarded = _trig_guard(graph)
+    items = fusion.plan(guarded or graph)
+    exe = Executable(guarded or graph, items, reuse_buffers)
     if config.DEBUG >= 2:
         print(f"--- fusion plan ---\n{fusion.describe(items)}", file=sys.stderr)
     if config.DEBUG >= 3:
         print(exe.explain(), file=sys.stderr)
-    return exe
+    return GuardedExecutable(exe, graph, reuse_buffers) if guarded else exe

@@ -28,8 +28,8 @@ expm1      1.34     1.80     same reduction; 2**k*em + (2**k - 1) with one FMA
 log        0.80     0.72     fdlibm/FreeBSD logf: s = f/(2+f), Lg minimax in s*s
 log1p      1.44     1.05     log(1+x) + (x - ((1+x) - 1))/(1+x)
 tanh       2.23     2.32     em/(em+2), em = expm1(2|x|), copysign
-sin        2.02     0.74     |x| < TRIG_MAX only, else NaN (see below)
-cos        2.04     0.72     |x| < TRIG_MAX only, else NaN
+sin        2.02     0.74     |x| < TRIG_MAX, else NaN (kernels then use libm)
+cos        2.04     0.72     |x| < TRIG_MAX, else NaN (kernels then use libm)
 sigmoid    2.27     1.55     e = exp(-|x|): 1/(1+e) or e/(1+e)
 softplus   1.78     1.56     max(x, 0) + log1p(exp(-|x|))
 pow        0.50     0.90     float64: for |y ln x| <= ~40; up to 15 ulp as |y ln x| -> 709
@@ -50,8 +50,10 @@ parts + 53-bit tail, evaluated with error-free TwoSum steps).  It is exact for
 |x| < TRIG_MAX = 4095*pi/2 ~ 6432 (float32) and 2**19*pi/2 ~ 8.2e5 (float64); beyond
 that the functions return NaN.  A libm fallback behind a branch was measured and rejected:
 a conditional call stops the loop vectorizer, making a float32 sin loop 115 ms instead of
-2.1 ms (1e7 elements, 1 thread).  A vectorizable Payne-Hanek reduction (gathers from a
-2/pi bit table) would lift the limit; not done.
+2.1 ms (1e7 elements, 1 thread).  Instead the Numba backend counts arguments beyond
+``TRIG_MAX`` in the same loop and, when there are any, redoes the call with libm's sin/cos
+(``numba_cpu._trig_guard``): results are exact for every argument, and the fast path costs
+one compare-and-add per element.
 """
 import math
 
@@ -512,6 +514,11 @@ def _build(ft):
                 log_positive=log_positive)
 
 
+# |x| from which sin/cos return NaN (their range reduction is exact only below): compiled
+# kernels count such arguments and redo the call with libm's sin/cos when there are any
+TRIG_MAX = {np.dtype(np.float32): np.float32(4095 * math.pi / 2),
+            np.dtype(np.float64): np.float64(2.0 ** 19 * math.pi / 2)}
+
 _F64 = _build(np.float64)
 _F32 = _build(np.float32)   # after _F64: float32 pow reuses the float64 kernels
 
@@ -525,6 +532,24 @@ def _maximum(a, b):
 @_kernel
 def _minimum(a, b):
     return _where((a < b) | _isnan(a), a, b)
+
+
+# Reduction combines: the only operations in a kernel that may be reassociated (so a sum
+# vectorizes), kept in their own functions so the flag is on the combine instruction alone.
+_reduce_kernel = numba.njit(fastmath={"reassoc", "contract"}, error_model="numpy",
+                            forceinline=True, nogil=True)
+
+
+@_reduce_kernel
+def radd(acc, x):
+    """acc + x, reassociable: a sum accumulator LLVM may split into vector lanes."""
+    return acc + x
+
+
+@_reduce_kernel
+def rmul(acc, x):
+    """acc * x, reassociable: a product accumulator."""
+    return acc * x
 
 
 # --------------------------------------------------------------------------------------
