@@ -33,3 +33,12 @@ __all__ = [
                      "value_and_grad",
 ]
 __version__ = "0.1.0"
+
+from . import config as _config
+
+if _config.DEFAULT_BACKEND in ("numba", "cpu"):
+    # Load Numba and its CPU target here (about 0.5 s, once per process) rather than inside
+    # the first call: with the on-disk kernel cache warm, a first call then takes milliseconds.
+    # TRACEJIT_BACKEND=interpreter skips it.
+    from .backends import numba_cpu as _numba_cpu
+    _numba_cpu.warm_up()
