@@ -127,6 +127,7 @@ def bench_one(wl, peer, data, ref, args) -> dict:
     if not ok:
         rec.update(status="failed check", message=msg)
         return rec
+    built.settle()
     # The machine may be shared: time, and if other processes took more than FOREIGN_WARN
     # cores meanwhile, wait for a quiet moment and time again (keeping the quietest attempt).
     best = None

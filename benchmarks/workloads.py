@@ -289,6 +289,9 @@ class Built:
     fn: Callable[[], Any]
     to_numpy: Callable[[Any], tuple]
     note: str = ""
+    # called after the first call, before steady-state timing: waits for work a peer
+    # finishes in the background (tracejit's parallel loops compile while serial ones run)
+    settle: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -760,7 +763,7 @@ def _build_tracejit(wl: Workload, data: dict, **options) -> Built:
         grads = (grads,) if single else tuple(grads)
         return float(np.asarray(value)), tuple(np.array(gi, copy=True) for gi in grads)
 
-    return Built(call, to_numpy)
+    return Built(call, to_numpy, settle=tj.wait_compiled)
 
 
 def build_tracejit(wl: Workload, data: dict) -> Built:

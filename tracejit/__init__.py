@@ -1,7 +1,16 @@
 """tracejit: trace NumPy-style functions, differentiate them in reverse mode, and run value
 and gradient as fused compiled loops."""
 from . import numpy  # noqa: F401  (installs the Tracer operators)
-from .api import explain, grad, jit, jit_grad, make_ir, stop_gradient, value_and_grad
+from .api import (
+    explain,
+    grad,
+    jit,
+    jit_grad,
+    make_ir,
+    stop_gradient,
+    value_and_grad,
+    wait_compiled,
+)
 from .check import check_grads
 from .custom import custom_vjp
 from .errors import (
@@ -31,6 +40,7 @@ __all__ = [
                      "make_ir",
                      "stop_gradient",
                      "value_and_grad",
+                     "wait_compiled",
 ]
 __version__ = "0.1.0"
 

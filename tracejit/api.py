@@ -440,6 +440,20 @@ def grad(fn: Callable | None = None, *, argnums=0, has_aux: bool = False,
         reuse_buffers=reuse_buffers))
 
 
+def wait_compiled() -> None:
+    """Wait until kernels compiling in the background are ready.
+
+    A kernel's first call on a large input runs its serial loop, whose compile is faster,
+    while the multi-threaded loop compiles in a background thread and takes over when ready
+    (about a second later; calls keep running meanwhile). Call this before timing steady-state
+    speed, as you would `block_until_ready` in JAX.
+    """
+    import sys
+    backend = sys.modules.get("tracejit.backends.numba_cpu")
+    if backend is not None:
+        backend.wait_compiled()
+
+
 def make_ir(fn: Callable, *, static_argnums=()):
     """Return a function that traces `fn` on the given arguments and returns its Graph.
 

@@ -38,7 +38,7 @@ _CHEAP = {"add", "sub", "mul", "neg", "broadcast", "reshape", "convert", "select
 # No 'reassoc' on kernels: it would let LLVM rewrite x*2 - x into x (inf - inf is NaN in
 # NumPy). Only the reduction combines (vm.radd / vm.rmul) carry it, which is all the loop
 # vectorizer needs to vectorize a sum.
-_FLAGS = "fastmath={'contract'}, error_model='numpy', cache=True"
+_FLAGS = "fastmath={'contract'}, error_model='numpy', cache=True, nogil=True"
 
 try:  # tracejit's vectorizable math: branch-free, so LLVM vectorizes loops that call it
     from . import vecmath as _vm
@@ -498,27 +498,81 @@ class CompiledKernel:
         with _lock:
             module = _load(self.source, self.digest)
         self.module = module
-        self.fn = getattr(module, f"{self.name}_{'par' if self.parallel else 'ser'}")
+        self.ser = getattr(module, f"{self.name}_ser")
+        self.par = getattr(module, f"{self.name}_par") if self.parallel else None
+        self.fn = self.ser
         self.ok = False
         self.slot = None  # (globals, name) of a driver calling this kernel
+        self.tier_up: threading.Thread | None = None
 
     def __call__(self, *args):
         if self.ok:
             return self.fn(*args)
         with _lock:
+            if self.ok:
+                return self.fn(*args)
+            if self.par is not None and _load_cached(self.par, args):
+                self.fn = self.par  # a warm disk cache: the parallel variant at once
             try:
                 out = self.fn(*args)
             except NumbaError:
                 raise  # a code-generation bug, not a cache problem: never hide it
             except Exception:  # a corrupted or stale disk-cache entry: drop it, rebuild once
                 _clear_numba_cache(self.module)
-                self.fn = numba.njit(parallel=self.parallel, fastmath={"contract"},
-                                     error_model="numpy")(self.fn.py_func)
+                self.fn = numba.njit(fastmath={"contract"}, error_model="numpy",
+                                     parallel=self.fn is self.par)(self.fn.py_func)
                 out = self.fn(*args)
             self.ok = True
-            if self.slot is not None:  # the driver now calls the dispatcher directly
-                self.slot[0][self.slot[1]] = self.fn
+            self._use(self.fn)
+            if self.par is not None and self.fn is not self.par:
+                # tiered compilation: the first call ran the serial loop (compiled in about
+                # 60% of the parallel one's time); the parallel variant compiles in the
+                # background and replaces it when ready
+                sig = self.ser.signatures[0]
+                self.tier_up = threading.Thread(target=self._compile_parallel, args=(sig,),
+                                                name=f"tracejit compile {self.name}")
+                _TIER_UPS.add(self.tier_up)
+                self.tier_up.start()
         return out
+
+    def _use(self, fn) -> None:
+        self.fn = fn
+        if self.slot is not None:  # the driver calls the dispatcher directly
+            self.slot[0][self.slot[1]] = fn
+
+    def _compile_parallel(self, sig) -> None:
+        try:
+            self.par.compile(sig)
+            self._use(self.par)
+        except Exception:  # noqa: BLE001  (the serial loop stays: correct, only slower)
+            pass
+        finally:
+            _TIER_UPS.discard(threading.current_thread())
+
+
+_TIER_UPS: set = set()  # background compiles of parallel variants in flight
+
+
+def wait_compiled() -> None:
+    """Block until every background compile of a parallel kernel variant has finished."""
+    for t in list(_TIER_UPS):
+        t.join()
+
+
+def _load_cached(dispatcher, args) -> bool:
+    """Load `dispatcher`'s compiled code for these arguments from Numba's disk cache, if it is
+    there; False (and nothing compiled) otherwise."""
+    try:
+        sig = tuple(numba.typeof(a) for a in args)
+        cres = dispatcher._cache.load_overload(sig, dispatcher.targetctx)
+        if cres is None:
+            return False
+        dispatcher.targetctx.insert_user_function(cres.entry_point, cres.fndesc,
+                                                  [cres.library])
+        dispatcher.add_overload(cres)
+        return True
+    except Exception:  # noqa: BLE001  (Numba internals moved, or a broken entry: compile)
+        return False
 
 
 # ----- driver -----
@@ -667,7 +721,9 @@ def _trig_guard(graph: Graph) -> Graph | None:
             for var, val in zip(e.outputs, out if e.prim.multiple_results else [out]):
                 env[var.id] = val
         t.where_override = None
-        beyond = [np.sum(np.abs(env[i]) >= _vm.TRIG_MAX[env[i].aval.dtype]) for i in trig]
+        # counted in the argument's float type: an int64 count would halve W1's speed
+        beyond = [np.sum((np.abs(env[i]) >= _vm.TRIG_MAX[env[i].aval.dtype]) *
+                         env[i].aval.dtype.type(1)) for i in trig]
         return [read(o) for o in graph.outputs] + [sum(beyond[1:], beyond[0])]
 
     guarded, _ = trace(replay, [v.aval for v in graph.inputs])
