@@ -199,3 +199,28 @@ def test_no_reassociation_outside_reductions():
     with np.errstate(invalid="ignore"):
         for got, want in zip(f(x), (x * 2 - x, (x + 1e20) - 1e20)):
             np.testing.assert_array_equal(got, want)
+
+
+TIER_CHILD = """
+    import numpy as np, tracejit as tj
+    f = tj.jit_grad(lambda x: np.sum(np.tanh(x) * np.sin(x) + 0.5 * x * x))
+    x = np.linspace(-1, 1, 1 << 16, dtype=np.float32)
+    v1, g1 = f(x)
+    k = f.entry_for(x).exe.kernels[0]
+    print("FIRST", "parallel" if k.fn is k.par else "serial")
+    tj.wait_compiled()
+    v2, g2 = f(x)
+    print("THEN", "parallel" if k.fn is k.par else "serial")
+    assert abs(v1 - v2) <= 1e-6 * abs(v1) and np.allclose(g1, g2, rtol=1e-6, atol=1e-7)
+"""
+
+
+def test_tiered_compile_serial_first_then_parallel_and_cached(tmp_path):
+    # a cold cache: the first call runs the serial loop while the parallel one compiles;
+    # a new process with the cache warm loads the parallel loop for its first call
+    cold = _run_child(tmp_path, TIER_CHILD)
+    assert cold.returncode == 0, cold.stderr
+    assert "FIRST serial" in cold.stdout and "THEN parallel" in cold.stdout
+    warm = _run_child(tmp_path, TIER_CHILD)
+    assert warm.returncode == 0, warm.stderr
+    assert "FIRST parallel" in warm.stdout and "THEN parallel" in warm.stdout
