@@ -26,9 +26,10 @@ from ..primitives import REDUCE
 
 # small inputs run serially: a parallel launch costs more than the loop below this size
 SERIAL_BELOW = 1 << 15
-# max/min/prod accumulators split the parallel loop into this many chunks, each with its
-# own partial, combined after the loop (sums use Numba's prange reduction instead)
+# accumulators split the parallel loop into at most CHUNKS chunks of at least MIN_CHUNK
+# elements, each with its own partial, combined in order after the loop (see source())
 CHUNKS = 64
+MIN_CHUNK = 4096
 # max/min/prod row reductions keep this many independent partials (see emit_pass)
 LANES = 8
 # ops cheaper to recompute in a later pass over a row than to store and reload
@@ -368,14 +369,19 @@ class _KernelSource:
         ind = "    "
         p = self.par_axis
         if self.accs:
-            # accumulators: CHUNKS fixed slices of the parallel axis, each with its own partial,
-            # combined in order after the loop, so results do not depend on the thread count.
-            # The index is unsigned: a signed range(lo, hi) index makes Numba emit negative-
-            # index wraparound checks, which stop LLVM vectorizing the loop (3.5x slower).
+            # accumulators: fixed slices (chunks) of the parallel axis, each with its own
+            # partial, combined in chunk order after the loop, so results depend on the sizes
+            # only, not on the thread count or the variant. At least MIN_CHUNK elements per
+            # chunk: a short chunk's loop does not vectorize (W6). The index is unsigned: a
+            # signed range(lo, hi) index makes Numba emit negative-index wraparound checks,
+            # which stop LLVM vectorizing the loop (3.5x slower).
+            total = " * ".join(f"n{a}" for a in range(len(self.space)))
+            self.lines.append(f"{ind}nch = max(1, min(n{p}, {CHUNKS}, ({total}) // {MIN_CHUNK}))")
             for e in self.accs:
-                self.lines.append(f"{ind}p{e.outputs[0].id} = np.empty(max(1, min(n{p}, "
-                                  f"{CHUNKS})), {_T(e.outputs[0].aval.dtype)})")
-            self.lines.append(f"{ind}nch = max(1, min(n{p}, {CHUNKS}))")
+                v, dt = e.outputs[0].id, _T(e.outputs[0].aval.dtype)
+                # the serial variant keeps a running combine instead of an array of partials
+                self.lines.append(f"{ind}p{v} = np.empty(nch, {dt})" if parallel else
+                                  f"{ind}p{v} = {self.init(e)}")
             self.lines.append(f"{ind}for c in {loop}(nch):")
             ind += "    "
             for e in self.accs:
@@ -390,16 +396,22 @@ class _KernelSource:
             ind += "    "
         self.emit_loops(ind)
         ind = "    "
-        if self.accs:
-            for e in self.accs:
-                self.lines.append(f"{ind}    p{e.outputs[0].id}[c] = acc{e.outputs[0].id}")
-            for e in self.accs:
-                v = e.outputs[0].id
+        for e in self.accs:
+            v = e.outputs[0].id
+            if parallel:
+                self.lines.append(f"{ind}    p{v}[c] = acc{v}")
+            else:
+                self.lines.append(f"{ind}    p{v} = {self.reduce_step(e, f'p{v}', f'acc{v}')}")
+        for e in self.accs:
+            v = e.outputs[0].id
+            if parallel:
                 self.lines.append(f"{ind}acc{v} = {self.init(e)}")
                 self.lines.append(f"{ind}for c in range(nch):")
                 self.lines.append(f"{ind}    acc{v} = {self.reduce_step(e, f'acc{v}', f'p{v}[c]')}")
                 self.lines.append(f"{ind}v{v} = acc{v}")
-                self.store(e.outputs[0], ind)
+            else:
+                self.lines.append(f"{ind}v{v} = p{v}")
+            self.store(e.outputs[0], ind)
         epi = [e for e in k.eqns if k.kinds[e.outputs[0].id] == "epi"]
         self.emit_values(epi, ind)
         self.lines.append(f"{ind}return 0")
@@ -519,7 +531,7 @@ class CompiledKernel:
                 raise  # a code-generation bug, not a cache problem: never hide it
             except Exception:  # a corrupted or stale disk-cache entry: drop it, rebuild once
                 _clear_numba_cache(self.module)
-                self.fn = numba.njit(fastmath={"contract"}, error_model="numpy",
+                self.fn = numba.njit(fastmath={"contract"}, error_model="numpy", nogil=True,
                                      parallel=self.fn is self.par)(self.fn.py_func)
                 out = self.fn(*args)
             self.ok = True
@@ -590,8 +602,9 @@ class Executable:
     """Runs a plan: steps and kernels in order, on flat input arrays."""
 
     def __init__(self, graph: Graph, items, reuse_buffers: bool,
-                 libm_trig: bool = False) -> None:
+                 libm_trig: bool = False, rerun=None) -> None:
         self.graph, self.items = graph, items
+        self.rerun = rerun  # if set, the last output is _trig_guard's count: rerun when > 0
         # a Numba parallel region right after an OpenBLAS call fights its threads (measured on
         # W5: 16 ms parallel vs 3.0 ms serial), so plans that call BLAS run serial loops
         blas = any(isinstance(it, fusion.Step) and it.eqn.prim.name == "matmul" for it in items)
@@ -664,7 +677,7 @@ class Executable:
             outs = [f"t{v.id}" for v in item.outputs]
             lines.append(f"    {key}({', '.join(sizes + ins + outs)})")
         rets = []
-        for o in g.outputs:
+        for o in g.outputs[:-1] if self.rerun else g.outputs:
             if isinstance(o, Literal):
                 rets.append(f"np.array({ref(o)}).reshape({o.aval.shape!r})")
                 continue
@@ -674,6 +687,10 @@ class Executable:
             if o.aval.ndim == 0:  # a 0-d result is returned as a NumPy scalar
                 r = f"{r}[0]" if r.startswith("t") else f"{r}.reshape(())[()]"
             rets.append(r)
+        if self.rerun:
+            glb["_rerun"] = self.rerun
+            lines.append(f"    if {ref(g.outputs[-1])}[0]:")
+            lines.append(f"        return _rerun({', '.join(f'x{i}' for i in range(len(g.inputs)))})")
         lines.append(f"    return [{', '.join(rets)}]")
         src = "\n".join(lines)
         self.driver_source = src
@@ -731,47 +748,27 @@ def _trig_guard(graph: Graph) -> Graph | None:
     return passes.simplify(guarded)
 
 
-class GuardedExecutable:
-    """Runs the fast plan; if a sin/cos argument was beyond the fast range, runs the plan
-    again with libm's sin/cos (compiled on first need) and returns that result."""
+class _LibmRerun:
+    """The plan with libm's sin/cos, which a guarded driver calls when a sin/cos argument was
+    beyond the fast range; compiled on first need."""
 
-    def __init__(self, fast: Executable, graph: Graph, reuse_buffers: bool) -> None:
-        self.fast, self.graph, self.reuse = fast, graph, reuse_buffers
-        self.exact = None
-        fast_run = fast.run
-
-        def run(*args):
-            outs = fast_run(*args)
-            if outs[-1]:
-                return self._exact()(*args)
-            outs.pop()
-            return outs
-        self.run = run
-
-    def _exact(self):
-        if self.exact is None:
-            self.exact = Executable(self.graph, fusion.plan(self.graph), self.reuse,
-                                    libm_trig=True)
-        return self.exact.run
-
-    @property
-    def kernels(self):
-        return self.fast.kernels
+    def __init__(self, graph: Graph, reuse_buffers: bool) -> None:
+        self.graph, self.reuse, self.exe = graph, reuse_buffers, None
 
     def __call__(self, *args):
-        return self.run(*args)
-
-    def explain(self) -> str:
-        return ("(with a guard output: sin/cos arguments beyond the fast range; when it is "
-                "not zero the call reruns with libm sin/cos)\n" + self.fast.explain())
+        if self.exe is None:
+            self.exe = Executable(self.graph, fusion.plan(self.graph), self.reuse,
+                                  libm_trig=True)
+        return self.exe.run(*args)
 
 
 def compile(graph: Graph, reuse_buffers: bool = False, **options):
     guarded = _trig_guard(graph)
     items = fusion.plan(guarded or graph)
-    exe = Executable(guarded or graph, items, reuse_buffers)
+    exe = Executable(guarded or graph, items, reuse_buffers,
+                     rerun=_LibmRerun(graph, reuse_buffers) if guarded else None)
     if config.DEBUG >= 2:
         print(f"--- fusion plan ---\n{fusion.describe(items)}", file=sys.stderr)
     if config.DEBUG >= 3:
         print(exe.explain(), file=sys.stderr)
-    return GuardedExecutable(exe, graph, reuse_buffers) if guarded else exe
+    return exe
