@@ -367,8 +367,8 @@ def _gather_body(e) -> list[str]:
         lines = ["ok = True"]
         for d, (lo, inner) in enumerate(zip(p["lo"], p["interior"])):
             lines += [f"j{d} = i{d} - {lo}",
-                      f"if j{d} < 0 or j{d} % {inner + 1} != 0 or j{d} // {inner + 1} >= "
-                      f"x0.shape[{d}]:", "    ok = False"]
+                      (f"if j{d} < 0 or j{d} % {inner + 1} != 0 or j{d} // {inner + 1} >= "
+                       f"x0.shape[{d}]:"), "    ok = False"]
         src = [f"j{d} // {inner + 1}" for d, inner in enumerate(p["interior"])]
         return lines + ["if ok:", f"    {o} = x0[{_index(src)}]", "else:", f"    {o} = 0"]
     elif name == "concatenate":
@@ -395,7 +395,8 @@ def _concat_lines(n: int, axis: int, ndim: int, o: str) -> list[str]:
 
 def _arg_lines(name: str, axis: int, ndim: int, o: str) -> list[str]:
     """First index of the max (min) along `axis`; the first NaN wins, as in NumPy."""
-    at = lambda j: _index([j if d == axis else f"i{d}" for d in range(ndim)])  # noqa: E731
+    def at(j: str) -> str:
+        return _index([j if d == axis else f"i{d}" for d in range(ndim)])
     better = ">" if name == "argmax" else "<"
     return [f"best = x0[{at('0')}]", "idx = 0", f"for j in range(1, x0.shape[{axis}]):",
             "    if best != best:", "        break", f"    y = x0[{at('j')}]",
@@ -437,8 +438,8 @@ def _matmul_source(e) -> str:
     lines += _unravel("z", ob, [f"o.shape[{d}]" for d in range(nb)], "        ")
     lines += [
         f"        for ti in range(cuda.blockIdx.y, (m + {TILE - 1}) // {TILE}, cuda.gridDim.y):",
-        f"            for tj in range(cuda.blockIdx.x, (n + {TILE - 1}) // {TILE}, "
-        "cuda.gridDim.x):",
+        (f"            for tj in range(cuda.blockIdx.x, (n + {TILE - 1}) // {TILE}, "
+         "cuda.gridDim.x):"),
         f"                row = ti * {TILE} + ty", f"                col = tj * {TILE} + tx",
         f"                acc = {T}(0)",
         f"                for kt in range(0, k, {TILE}):",
