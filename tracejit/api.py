@@ -248,11 +248,15 @@ class Transformed:
         run = _protect_aliases(exe, graph)
         if device == "cpu" and any(is_device_array(x) for x in leaves):
             run = _host_inputs(run)
-        finish = self._finisher(avals, treedef, out_tree, n_out, wrt, connected)
+        on_device = device == "cuda" and any(is_device_array(x) for x in leaves)
+        finish = self._finisher(avals, treedef, out_tree, n_out, wrt, connected,
+                                zeros=exe.device_zeros if on_device else _host_zeros)
         return _Entry(run, finish, graph, exe)
 
-    def _finisher(self, avals, treedef, out_tree, n_out, wrt, connected):
-        """A function from the executable's flat outputs to the user's result structure."""
+    def _finisher(self, avals, treedef, out_tree, n_out, wrt, connected, zeros=None):
+        """A function from the executable's flat outputs to the user's result structure;
+        `zeros(aval)` makes an unconnected gradient (on the device when results are)."""
+        zeros = zeros or _host_zeros
         if self.mode == "jit":
             return lambda outs: pytree.unflatten(out_tree, [_scalarize(o) for o in outs])
         arg_trees = treedef[1][0][1]
@@ -278,7 +282,7 @@ class Transformed:
 
         def finish(outs):
             flat = [_scalarize(outs[s]) if s is not None else
-                    (np.zeros(a.shape, a.dtype)[()] if zero else None)
+                    (zeros(a) if zero else None)
                     for s, a in zip(grad_slots, grad_avals)]
             grads = [pytree.unflatten(tree, flat[a:b]) for tree, a, b in parts]
             g = grads[0] if bare else tuple(grads)
@@ -365,6 +369,10 @@ def _host_inputs(run: Callable) -> Callable:
     def run_on_host(*leaves):
         return run(*[to_host(x) if is_device_array(x) else x for x in leaves])
     return run_on_host
+
+
+def _host_zeros(aval: Aval):
+    return np.zeros(aval.shape, aval.dtype)[()]
 
 
 def _scalarize(x):

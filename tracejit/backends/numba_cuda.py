@@ -49,6 +49,8 @@ BLOCK = 128
 MAX_BLOCKS = 1024
 # matmul tile edge: TILE x TILE threads per block
 TILE = 16
+# kernels live in files under the cache directory, so Numba can cache their machine code
+_JIT = "@cuda.jit(cache=True)\n"
 
 # emit overrides: NumPy's floor/ceil/rint are not CUDA functions (CUDA's math.floor/ceil
 # return floats, unlike Python's); rint rounds half to even with the 2**(mantissa bits) trick
@@ -148,9 +150,10 @@ class _CudaKernelSource(_KernelSource):
     """A fusion Kernel as a main launch (loops, block partials) and a finishing launch
     (partials -> accumulators -> epilogue). Reuses the CPU generator's value placement."""
 
+    lanes = False  # the CPU's vector lanes for row max/min/prod: threads do that here
+
     def __init__(self, k: fusion.Kernel) -> None:
         super().__init__(k)
-        self.native_sums = False
         self.n_shared = 0
         self.partials = {e.outputs[0].id: f"p{e.outputs[0].id}" for e in self.accs}
 
@@ -306,7 +309,7 @@ class FusedKernel:
         body = gen.main_source("KERNEL_main")
         if gen.accs:
             body += "\n\n\n" + gen.finish_source("KERNEL_fin")
-        body = _canonical_names(body.replace("def KERNEL_", "@cuda.jit\ndef KERNEL_"))
+        body = _canonical_names(body.replace("def KERNEL_", _JIT + "def KERNEL_"))
         self.mod = _Module(k.eqns[0].prim.name, body, gen.consts)
         self.name, self.source, self.gen = self.mod.name, self.mod.source, gen
         space = k.space or (1,)
@@ -464,7 +467,7 @@ class Step:
         self.name = e.prim.name
         # a reshape is a view of contiguous data; the gather kernel serves strided inputs
         body = _matmul_source(e) if self.name == "matmul" else _gather_source(e)
-        self.mod = _Module(self.name, body.replace("def KERNEL", "@cuda.jit\ndef KERNEL", 1), [])
+        self.mod = _Module(self.name, body.replace("def KERNEL", _JIT + "def KERNEL", 1), [])
         self.source = self.mod.source
 
     def __call__(self, cuda, env: dict, alloc) -> None:
@@ -564,6 +567,10 @@ class Executable:
             seen.add(key)
         return outs
 
+    def device_zeros(self, aval):
+        """Zeros on the device (an unconnected gradient when results are device arrays)."""
+        return _cuda().to_device(np.zeros(aval.shape, aval.dtype))
+
     def _copy(self, cuda, arr):
         """A fresh device copy (a strided input too): the identity gather kernel."""
         out = cuda.device_array(arr.shape, arr.dtype)
@@ -601,7 +608,7 @@ def _copy_kernel(ndim: int):
                  "    for t in range(cuda.grid(1), o.size, cuda.gridsize(1)):"]
         lines += _unravel("t", i, [f"o.shape[{d}]" for d in range(ndim)], "        ")
         lines.append(f"        o[{_index(i)}] = x0[{_index(i)}]")
-        mod = _Module("copy", "\n".join(lines).replace("def K", "@cuda.jit\ndef K", 1), [])
+        mod = _Module("copy", "\n".join(lines).replace("def K", _JIT + "def K", 1), [])
         _COPY_KERNELS[ndim] = mod.fn()
     return _COPY_KERNELS[ndim]
 
