@@ -314,8 +314,9 @@ class FusedKernel:
         self.name, self.source, self.gen = self.mod.name, self.mod.source, gen
         space = k.space or (1,)
         self.sizes = [int(d) for d in space]
+        self.block = BLOCK  # the block size the source was generated for (tree reductions)
         outer = int(np.prod([d for a, d in enumerate(space) if a not in k.inner], dtype=np.int64))
-        self.grid = _grid(outer) if k.inner else _grid(outer, BLOCK)
+        self.grid = _grid(outer) if k.inner else _grid(outer, self.block)
 
     def __call__(self, cuda, env: dict, alloc) -> None:
         gen = self.gen
@@ -325,9 +326,9 @@ class FusedKernel:
             env[v.id] = o
         parts = [cuda.device_array(self.grid, e.outputs[0].aval.dtype) for e in gen.accs]
         args = self.sizes + ins + outs + parts
-        self.mod.fn("_main")[self.grid, BLOCK](*args)
+        self.mod.fn("_main")[self.grid, self.block](*args)
         if gen.accs:
-            self.mod.fn("_fin")[1, BLOCK](*args, self.grid)
+            self.mod.fn("_fin")[1, self.block](*args, self.grid)
 
     def argtypes(self) -> dict:
         """Numba argument types of each launch (to compile without a GPU: check_lowering)."""
@@ -465,6 +466,7 @@ class Step:
     def __init__(self, e) -> None:
         self.e = e
         self.name = e.prim.name
+        self.tile = TILE  # the tile edge a matmul source was generated for
         # a reshape is a view of contiguous data; the gather kernel serves strided inputs
         body = _matmul_source(e) if self.name == "matmul" else _gather_source(e)
         self.mod = _Module(self.name, body.replace("def KERNEL", _JIT + "def KERNEL", 1), [])
@@ -481,9 +483,10 @@ class Step:
         if self.name == "matmul":
             m, n, k = out.aval.shape[-2], out.aval.shape[-1], e.inputs[0].aval.shape[-1]
             nbatch = int(np.prod(out.aval.shape[:-2], dtype=np.int64))
-            grid = (max(1, min(MAX_BLOCKS, -(-n // TILE))), max(1, min(MAX_BLOCKS, -(-m // TILE))),
+            t = self.tile
+            grid = (max(1, min(MAX_BLOCKS, -(-n // t))), max(1, min(MAX_BLOCKS, -(-m // t))),
                     max(1, min(65535, nbatch)))
-            self.mod.fn()[grid, (TILE, TILE)](o, *xs, nbatch, m, n, k)
+            self.mod.fn()[grid, (t, t)](o, *xs, nbatch, m, n, k)
         else:
             self.mod.fn()[_grid(out.aval.size, BLOCK), BLOCK](o, *xs)
 
