@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from helpers import assert_same, sample
 from hypothesis import given, settings
-from test_primitives import NAN_INF_CASES, make_input, prim_cases, prim_loss
+from test_primitives import (FORWARD_CASES, GRAD_CASES, NAN_INF_CASES, make_input,
+                             prim_cases, prim_loss)
 from test_random_programs import check_program, programs
 
 import tracejit as tj
@@ -119,6 +120,39 @@ def test_select_vjp():
     f = lambda x, y: np.sum(np.where(x > 0, x * y, np.sin(y)) * x)  # noqa: E731
     want = tj.value_and_grad(f, argnums=(0, 1), backend="interpreter")(x, y)
     got = tj.value_and_grad(f, argnums=(0, 1), device=CUDA)(x, y)
+    assert_close(got[0], want[0], np.float64)
+    assert_close(got[1], want[1], np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", sorted(FORWARD_CASES))
+def test_numpy_functions_match_interpreter(name, dtype):
+    """The CPU suite's NumPy-level functions (composites, keepdims reductions over several
+    axes, indexing, stacking, argmax, 0-d and size-0 inputs), forward."""
+    f, specs = FORWARD_CASES[name]
+    rng = np.random.default_rng(len(name) + 7)
+    args = [sample(d, s, rng, dtype) for s, d in specs]
+    want = tj.jit(f, backend="interpreter")(*args)
+    got = tj.jit(f, device=CUDA)(*args)
+    for i, (g, w) in enumerate(zip(got if isinstance(got, tuple) else (got,),
+                                   want if isinstance(want, tuple) else (want,))):
+        if isinstance(w, tuple):  # np.shape
+            assert tuple(g) == w
+            continue
+        try:
+            assert_close(g, w, dtype)
+        except AssertionError as e:
+            raise AssertionError(f"output {i} of {name}: {e}") from None
+
+
+@pytest.mark.parametrize("name", sorted(GRAD_CASES))
+def test_numpy_function_gradients_match_interpreter(name):
+    f, specs = GRAD_CASES[name]
+    rng = np.random.default_rng(len(name))
+    args = [sample(d, s, rng) for s, d in specs]
+    argnums = tuple(range(len(args)))
+    want = tj.value_and_grad(f, argnums=argnums, backend="interpreter")(*args)
+    got = tj.value_and_grad(f, argnums=argnums, device=CUDA)(*args)
     assert_close(got[0], want[0], np.float64)
     assert_close(got[1], want[1], np.float64)
 
