@@ -172,6 +172,15 @@ def test_nan_inf_like_numpy(name, dtype):
             raise AssertionError(f"output {i} of {name}: {e}") from None
 
 
+def test_integer_and_bool_inputs():
+    i, b = np.arange(-3, 9), np.arange(12) % 3 == 0
+    f = lambda i, b: (i * 2 + 1, np.where(b, i, -i), np.sum(i), np.max(i), b & (i > 0),  # noqa: E731
+                      np.sum(b.astype(np.int32)), i.reshape(3, 4).T,
+                      np.min(i.reshape(3, 4), axis=1), np.max(b))
+    for g, w in zip(tj.jit(f, device=CUDA)(i, b), tj.jit(f, backend="interpreter")(i, b)):
+        assert_same(g, w)
+
+
 def test_round_half_even_and_signed_zero():
     x = np.array([-2.5, -1.5, -0.5, -0.3, 0.5, 1.5, 2.5, 1e300, np.nan, -np.inf, 3.7])
     got = tj.jit(lambda v: (np.rint(v), np.floor(v), np.ceil(v)), device=CUDA)(x)
@@ -392,6 +401,8 @@ LOWERING = """
         (tj.value_and_grad(lambda a, b: np.sum((a @ b) ** 2), argnums=(0, 1)), (L, L.T[None])),
         (tj.value_and_grad(lambda v: np.prod(v) + np.max(v) - np.min(v) +
                            np.sum(v[::2, 1:] * np.concatenate([v, v], 1)[::2, ::-1][:, :6])), (L,)),
+        (tj.jit(lambda i: (np.max(i), np.min(i.reshape(2, 3), axis=1), i * 2)),
+         (np.arange(6),)),
         (tj.jit(lambda v: (v.T, np.argmax(v, 1), np.argmin(v, 0), v.astype(np.int32),
                            np.broadcast_to(v[:, :1], (2, 5, 7)))), (L,)),
     ] + [(tj.jit(ALL_ELEMENTWISE), (L.astype(d), L.astype(d))) for d in (np.float32, np.float64)]

@@ -28,6 +28,7 @@ ufuncs, which return inf/NaN where Python's math raises, as the device does.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import types
@@ -60,8 +61,14 @@ _RINT_M = {np.dtype(np.float32): 2.0 ** 23, np.dtype(np.float64): 2.0 ** 52}
 
 
 # ----- the device -----
+_CUDA = None  # numba.cuda once it was found usable (checked on every call until then)
+
+
 def _cuda():
     """numba.cuda when a GPU (or the simulator) is usable; else a DeviceError saying why."""
+    global _CUDA
+    if _CUDA is not None:
+        return _CUDA
     try:
         from numba import cuda
     except ImportError as e:
@@ -76,6 +83,7 @@ def _cuda():
             "check the NVIDIA driver (nvidia-smi) and the numba-cuda install, or set "
             "NUMBA_ENABLE_CUDASIM=1 before starting Python to run on Numba's CUDA simulator "
             "(slow; for tests), or use device='cpu'.")
+    _CUDA = cuda
     return cuda
 
 
@@ -139,6 +147,13 @@ _SIM_MATH = types.SimpleNamespace(
     acos=np.arccos, sqrt=np.sqrt, copysign=np.copysign, isnan=np.isnan, inf=np.inf)
 
 
+@contextlib.contextmanager
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _numba_type(dtype: np.dtype, ndim: int):
     from numba.cuda import types as nt
     from numba.cuda.np.numpy_support import from_dtype
@@ -173,6 +188,15 @@ class _CudaKernelSource(_KernelSource):
             x = self.operand(e.inputs[0], self.k.amaps[e.outputs[0].id])
             return CUDA_EMIT["round"].format(x, M=m)
         return super().expr(e)
+
+    def init(self, e) -> str:
+        """A reduction's start value; integer max/min start at the type's limits (the
+        shared template's +-inf does not convert to an integer)."""
+        dt = e.outputs[0].aval.dtype
+        if e.prim.name in ("reduce_max", "reduce_min") and dt.kind in "iub":
+            lo, hi = (False, True) if dt.kind == "b" else (np.iinfo(dt).min, np.iinfo(dt).max)
+            return f"{_T(dt)}({lo if e.prim.name == 'reduce_max' else hi})"
+        return super().init(e)
 
     def reduce_step(self, e, acc: str, x: str) -> str:
         return e.prim.emit.combine.format(acc=acc, x=x)
@@ -546,9 +570,8 @@ class Executable:
                     v.aval.shape or (1,)))
                 env[v.id] = cuda.to_device(host)
         alloc = self._alloc(cuda)
-        with warnings.catch_warnings():
-            if simulated():  # Python-thread kernels: inf/NaN arithmetic warns, as it may
-                warnings.simplefilter("ignore")
+        # the simulator's Python-thread kernels warn on inf/NaN arithmetic (a GPU is silent)
+        with _quiet() if simulated() else contextlib.nullcontext():
             for op in self.ops:
                 op(cuda, env, alloc)
         return self._results(cuda, env, on_device)
