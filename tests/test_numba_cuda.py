@@ -384,6 +384,20 @@ def test_cuda_without_gpu_or_simulator_is_a_device_error():
     assert "test_numba_cuda" not in out.stdout  # the user's line, not tracejit's
 
 
+def test_cuda_without_numba_cuda_is_a_device_error():
+    out = _child("""
+        import sys
+        sys.modules["numba.cuda"] = None  # as if numba-cuda were not installed
+        import numpy as np, tracejit as tj
+        try:
+            tj.grad(lambda x: np.sum(x * x), device="cuda")(np.ones(3))
+        except tj.errors.DeviceError as e:
+            print("DEVICE ERROR:", e)
+    """)
+    assert "DEVICE ERROR" in out.stdout, out.stderr
+    assert "cannot be imported" in out.stdout and "tracejit[cuda]" in out.stdout
+
+
 # ---------------------------------------------------------------------------------------------
 # the generated code is real device code
 # ---------------------------------------------------------------------------------------------
