@@ -39,15 +39,33 @@ CUDA = "cuda"
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _fast_simulator_switching():
+def _fast_simulator():
     """The simulator's launcher polls its threads in a busy loop that holds the GIL for a
-    whole switch interval (5 ms) at every syncthreads; switching more often makes the
-    simulated launches several times faster."""
-    old = sys.getswitchinterval()
-    if SIM:
-        sys.setswitchinterval(1e-4)
+    whole switch interval (5 ms) at every syncthreads; switching more often makes simulated
+    launches several times faster. It also makes a simulator race likely: two threads
+    reaching the same `cuda.shared.array` line can each get a private array (a check-then-
+    insert without a lock in FakeCUDAShared.array), so allocation is serialized here."""
+    if not SIM:
+        yield
+        return
+    import threading
+
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+    old_interval, old_array, lock = sys.getswitchinterval(), FakeCUDAShared.array, \
+        threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):  # the static case tracejit's kernels use
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)  # as the simulator keys them
+        with lock:
+            if key not in self._allocations:
+                self._allocations[key] = np.empty(shape, dtype)
+            return self._allocations[key]
+    FakeCUDAShared.array = array
+    sys.setswitchinterval(1e-4)
     yield
-    sys.setswitchinterval(old)
+    sys.setswitchinterval(old_interval)
+    FakeCUDAShared.array = old_array
 
 
 def cuda_module():
