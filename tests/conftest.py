@@ -7,6 +7,25 @@ import sys
 import pytest
 from hypothesis import HealthCheck, settings
 
+
+def _has_cuda_gpu() -> bool:
+    """A CUDA driver with at least one device, asked through libcuda (not numba.cuda, whose
+    import would fix the simulator choice)."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    return lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0 and \
+        count.value > 0
+
+
+# the CUDA tests run on a real GPU when there is one, else on Numba's CUDA simulator, which
+# must be chosen before numba.cuda is first imported (numba's CPU code ignores the flag)
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not _has_cuda_gpu():
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
 sys.path.insert(0, os.path.dirname(__file__))  # `import helpers` from any test file
 
 from helpers import BACKENDS  # noqa: E402

@@ -16,10 +16,11 @@ import numpy as np
 
 from . import config, passes, pytree
 from .autodiff import vjp_graph
-from .backends import get_backend
+from .backends import device_shape_dtype, get_backend, is_device_array, to_host
 from .errors import (
     ArgnumsError,
     ArgumentError,
+    DeviceError,
     GradientError,
     TracejitError,
     trim_traceback,
@@ -50,6 +51,8 @@ def stop_gradient(x: Any) -> Any:
 def _leaf_aval(x: Any, where: str) -> Aval:
     if isinstance(x, np.ndarray):
         return Aval(x.shape, x.dtype)
+    if is_device_array(x):
+        return Aval(*device_shape_dtype(x))
     if isinstance(x, _SCALARS) or hasattr(x, "__array__"):
         arr = np.asarray(x)
         if arr.dtype.kind in "biuf":
@@ -97,8 +100,8 @@ class Transformed:
         self.unconnected = unconnected
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) \
             else tuple(static_argnums)
-        self.backend = backend or config.DEFAULT_BACKEND
-        self.device, self.reuse_buffers = device, reuse_buffers
+        self.backend, self.device = _backend_for_device(backend, device, self.name)
+        self.reuse_buffers = reuse_buffers
         self._cache: dict = {}
         # positional-arrays-only calls: key = per argument (dtype, shape) or scalar type
         self._fast: dict | None = None if self.static_argnums else {}
@@ -144,7 +147,7 @@ class Transformed:
         leaves, treedef = pytree.flatten((self._dynamic(args) if statics else args, kwargs))
         key = (treedef, statics, tuple(
             (leaf.dtype, leaf.shape) if isinstance(leaf, np.ndarray) else
-            (type(leaf), np.shape(leaf)) for leaf in leaves))
+            _other_leaf_key(leaf) for leaf in leaves))
         return key, leaves, treedef
 
     def entry_for(self, *args: Any, **kwargs: Any) -> _Entry:
@@ -238,15 +241,22 @@ class Transformed:
         graph = passes.simplify(graph)
         if config.DEBUG:
             print(f"--- {self.name}: joint graph ---\n{graph}")
-        exe = get_backend(self.backend).compile(
+        backend, device = self._placement(leaves)
+        exe = get_backend(backend).compile(
             graph, name=getattr(self.fn, "__name__", "fn"), reuse_buffers=self.reuse_buffers,
-            device=self.device)
+            device=device)
         run = _protect_aliases(exe, graph)
-        finish = self._finisher(avals, treedef, out_tree, n_out, wrt, connected)
+        if device == "cpu" and any(is_device_array(x) for x in leaves):
+            run = _host_inputs(run)
+        on_device = device == "cuda" and any(is_device_array(x) for x in leaves)
+        finish = self._finisher(avals, treedef, out_tree, n_out, wrt, connected,
+                                zeros=exe.device_zeros if on_device else _host_zeros)
         return _Entry(run, finish, graph, exe)
 
-    def _finisher(self, avals, treedef, out_tree, n_out, wrt, connected):
-        """A function from the executable's flat outputs to the user's result structure."""
+    def _finisher(self, avals, treedef, out_tree, n_out, wrt, connected, zeros=None):
+        """A function from the executable's flat outputs to the user's result structure;
+        `zeros(aval)` makes an unconnected gradient (on the device when results are)."""
+        zeros = zeros or _host_zeros
         if self.mode == "jit":
             return lambda outs: pytree.unflatten(out_tree, [_scalarize(o) for o in outs])
         arg_trees = treedef[1][0][1]
@@ -272,7 +282,7 @@ class Transformed:
 
         def finish(outs):
             flat = [_scalarize(outs[s]) if s is not None else
-                    (np.zeros(a.shape, a.dtype)[()] if zero else None)
+                    (zeros(a) if zero else None)
                     for s, a in zip(grad_slots, grad_avals)]
             grads = [pytree.unflatten(tree, flat[a:b]) for tree, a, b in parts]
             g = grads[0] if bare else tuple(grads)
@@ -281,6 +291,16 @@ class Transformed:
                 return (g, value[1]) if has_aux else g
             return ((value[0], value[1]) if has_aux else value), g
         return finish
+
+    def _placement(self, leaves) -> tuple[str, str]:
+        """(backend, device) for a call with these leaves: device='auto' runs on the GPU
+        when an input already lives there and CUDA is usable. The choice depends only on
+        the leaves' types, which are part of the cache key."""
+        if self.device != "auto":
+            return self.backend, self.device
+        if any(is_device_array(x) for x in leaves) and get_backend("cuda").available():
+            return "cuda", "cuda"
+        return self.backend, "cpu"
 
     # --- inside another transformation ---
     def _inline(self, args, kwargs):
@@ -309,6 +329,52 @@ def _array_finisher(mode: str, bare: bool, slots: list[int]) -> Callable:
     return lambda outs: (sc(outs[0]), tuple([sc(outs[s]) for s in slots]))
 
 
+def _other_leaf_key(leaf) -> tuple:
+    """Cache-key entry of a leaf that is not a NumPy array (scalar or device array)."""
+    if is_device_array(leaf):
+        return (type(leaf),) + device_shape_dtype(leaf)
+    return (type(leaf), np.shape(leaf))
+
+
+_DEVICES = ("cpu", "cuda", "auto")
+
+
+def _backend_for_device(backend: str | None, device: str, name: str) -> tuple[str, str]:
+    """(backend, device) from the user's options. device='cuda' means the CUDA backend;
+    backend='cuda' alone implies device='cuda'; 'auto' picks per call (see _placement)
+    between the CUDA backend and the CPU one. A CPU-only backend with device='cuda' or
+    'auto' is a contradiction, reported rather than silently ignored."""
+    if device not in _DEVICES:
+        raise user_error(DeviceError, f"{name}: device={device!r} is not a device.",
+                         "use device='cpu' (default), 'cuda' or 'auto'.")
+    explicit = backend is not None
+    backend = backend or config.DEFAULT_BACKEND
+    if backend == "cuda":
+        if device == "auto":
+            raise user_error(DeviceError, f"{name}: backend='cuda' with device='auto'.",
+                             "use device='cuda' (or 'auto' without backend=).")
+        return "cuda", "cuda"
+    if device == "cpu":
+        return backend, "cpu"
+    if explicit:
+        raise user_error(DeviceError, f"{name}: backend={backend!r} runs on the CPU, but "
+                         f"device={device!r} was asked for.",
+                         f"drop backend= to let device={device!r} choose the backend, or "
+                         "use device='cpu'.")
+    return ("cuda" if device == "cuda" else backend), device
+
+
+def _host_inputs(run: Callable) -> Callable:
+    """device='cpu' given GPU arrays: copy them to the host first (as JAX transfers)."""
+    def run_on_host(*leaves):
+        return run(*[to_host(x) if is_device_array(x) else x for x in leaves])
+    return run_on_host
+
+
+def _host_zeros(aval: Aval):
+    return np.zeros(aval.shape, aval.dtype)[()]
+
+
 def _scalarize(x):
     return x[()] if isinstance(x, np.ndarray) and x.ndim == 0 else x
 
@@ -316,6 +382,8 @@ def _scalarize(x):
 def _protect_aliases(exe, graph: Graph) -> Callable:
     """Outputs that are inputs, constants or repeated get copied: results never share memory
     with the caller's arrays, each other, or tracejit's constants."""
+    if getattr(exe, "fresh_outputs", False):  # the backend copies aliases itself (on device)
+        return exe
     seen, copy = set(), []
     inputs = {v.id for v in graph.inputs}
     for i, o in enumerate(graph.outputs):
@@ -368,7 +436,12 @@ def jit(fn: Callable | None = None, *, static_argnums=(), backend: str | None = 
     Args:
         fn: a function of arrays, scalars and pytrees of them, written with NumPy calls.
         static_argnums: positions of arguments that are Python values (part of the cache key).
-        backend: "numba" (default) or "interpreter" (the NumPy reference).
+        backend: "numba" (default), "interpreter" (the NumPy reference) or "cuda".
+        device: "cpu" (default); "cuda" runs on the GPU (numba-cuda): NumPy inputs are
+            copied in and results copied out, device arrays (`__cuda_array_interface__`)
+            are used in place and results stay on the device; "auto" uses the GPU when an
+            input is already there and CUDA is usable, else the CPU. Given GPU arrays,
+            device="cpu" copies them to the host.
         reuse_buffers: return outputs in buffers reused (overwritten) by the next call.
 
     Returns:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
+
 BACKENDS = {"interpreter": "interpreter", "numba": "numba_cpu", "cpu": "numba_cpu",
             "cuda": "numba_cuda"}
 
@@ -13,3 +15,25 @@ BACKENDS = {"interpreter": "interpreter", "numba": "numba_cpu", "cpu": "numba_cp
 def get_backend(name: str):
     """The backend module for `name` ('interpreter', 'numba'/'cpu', 'cuda')."""
     return importlib.import_module(f".{BACKENDS[name]}", __name__)
+
+
+def is_device_array(x) -> bool:
+    """A GPU array: anything with `__cuda_array_interface__` (Numba, CuPy, PyTorch CUDA
+    tensors), or the CUDA simulator's stand-in for one (it has no such interface)."""
+    return hasattr(x, "__cuda_array_interface__") or type(x).__name__ == "FakeCUDAArray"
+
+
+def device_shape_dtype(x) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a device array, read without copying it to the host."""
+    if type(x).__name__ == "FakeCUDAArray":
+        return tuple(x.shape), np.dtype(x.dtype)
+    iface = x.__cuda_array_interface__
+    return tuple(iface["shape"]), np.dtype(iface["typestr"])
+
+
+def to_host(x) -> np.ndarray:
+    """A NumPy copy of a device array (for device='cpu' calls given GPU arrays)."""
+    if hasattr(x, "copy_to_host"):
+        return x.copy_to_host()
+    from numba import cuda
+    return cuda.as_cuda_array(x).copy_to_host()
