@@ -224,3 +224,12 @@ def test_tiered_compile_serial_first_then_parallel_and_cached(tmp_path):
     warm = _run_child(tmp_path, TIER_CHILD)
     assert warm.returncode == 0, warm.stderr
     assert "FIRST parallel" in warm.stdout and "THEN parallel" in warm.stdout
+
+
+def test_integer_and_bool_max_min():
+    i = np.arange(12).reshape(3, 4) - 5
+    b = np.array([[True, False], [False, False]])
+    f = lambda i, b: (np.max(i), np.min(i, axis=1), np.maximum(i, 2), np.max(b, axis=1),
+                      np.min(b))
+    for got, want in zip(tj.jit(f)(i, b), tj.jit(f, backend="interpreter")(i, b)):
+        np.testing.assert_array_equal(got, want)

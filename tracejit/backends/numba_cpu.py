@@ -176,7 +176,13 @@ class _KernelSource:
         return (tmpl or e.prim.emit.combine).format(acc=acc, x=x)
 
     def init(self, e) -> str:
-        return e.prim.emit.init.format(T=_T(e.outputs[0].aval.dtype))
+        """A reduction's start value; integer and bool max/min start at the type's limits
+        (the shared template's +-inf does not convert to an integer)."""
+        dt = e.outputs[0].aval.dtype
+        if e.prim.name in ("reduce_max", "reduce_min") and dt.kind in "iub":
+            lo, hi = (False, True) if dt.kind == "b" else (np.iinfo(dt).min, np.iinfo(dt).max)
+            return f"{_T(dt)}({lo if e.prim.name == 'reduce_max' else hi})"
+        return e.prim.emit.init.format(T=_T(dt))
 
     # --- body ---
     def emit_values(self, eqns, ind: str, stores: bool = True, acc_into: bool = True) -> None:

@@ -189,15 +189,6 @@ class _CudaKernelSource(_KernelSource):
             return CUDA_EMIT["round"].format(x, M=m)
         return super().expr(e)
 
-    def init(self, e) -> str:
-        """A reduction's start value; integer max/min start at the type's limits (the
-        shared template's +-inf does not convert to an integer)."""
-        dt = e.outputs[0].aval.dtype
-        if e.prim.name in ("reduce_max", "reduce_min") and dt.kind in "iub":
-            lo, hi = (False, True) if dt.kind == "b" else (np.iinfo(dt).min, np.iinfo(dt).max)
-            return f"{_T(dt)}({lo if e.prim.name == 'reduce_max' else hi})"
-        return super().init(e)
-
     def reduce_step(self, e, acc: str, x: str) -> str:
         return e.prim.emit.combine.format(acc=acc, x=x)
 

@@ -629,7 +629,8 @@ def _binary(name, doc, impls):
     @overload(stub, jit_options=_JIT_OPTIONS)
     def _ol(a, b):
         if isinstance(a, types.Integer) and isinstance(b, types.Integer) and "int" in impls:
-            return lambda a, b: impls["int"](a, b)
+            int_impl = impls["int"]  # a plain function global: Numba cannot type the dict
+            return lambda a, b: int_impl(a, b)
         fa, fb = _as_float_type(a), _as_float_type(b)
         if fa is None or fb is None:
             return None
