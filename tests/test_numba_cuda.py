@@ -464,3 +464,14 @@ def test_kernels_compile_for_a_real_gpu():
     out = _child(LOWERING)
     assert out.returncode == 0, out.stderr[-3000:]
     assert int(out.stdout.split("LOWERED")[1]) >= 20
+
+
+def test_matmul_uses_cublas_only_with_cupy_on_a_real_gpu():
+    from tracejit.backends import numba_cuda
+    try:
+        import cupy  # noqa: F401
+        have_cupy = True
+    except Exception:  # noqa: BLE001
+        have_cupy = False
+    expect_cublas = have_cupy and not numba_cuda.simulated()
+    assert (numba_cuda._cupy() is not None) == expect_cublas

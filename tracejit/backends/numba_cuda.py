@@ -11,7 +11,8 @@ How each plan item runs on the device:
     accumulators (acc)      per-thread partial -> block tree -> one partial per block; a second
                             one-block launch combines the partials (deterministic, every kind:
                             sum, prod, and NaN-propagating max/min) and runs the epilogue
-    matmul step             tiled shared-memory kernel (TILE x TILE threads per block)
+    matmul step             cuBLAS through CuPy when installed, else a tiled shared-memory
+                            kernel (TILE x TILE threads per block)
     layout steps            a gather kernel per step (transpose, slice, pad, rev, concatenate,
                             broadcast, reshape of strided data); a reshape of contiguous data is
                             a device view; argmax/argmin one thread per output element
@@ -475,8 +476,23 @@ def _matmul_source(e) -> str:
     return "\n".join(lines)
 
 
+_CUPY: list = []
+
+
+def _cupy():
+    """CuPy if it is installed and a real GPU runs: matmul steps then go to cuBLAS."""
+    if not _CUPY:
+        try:
+            import cupy
+            _CUPY.append(None if simulated() else cupy)
+        except Exception:  # noqa: BLE001  (not installed, or no usable CUDA for CuPy)
+            _CUPY.append(None)
+    return _CUPY[0]
+
+
 class Step:
-    """One step equation on the device: a generated gather or matmul kernel, or a view."""
+    """One step equation on the device: a generated gather or matmul kernel, or a view;
+    matmul goes to cuBLAS through CuPy when CuPy is installed."""
 
     def __init__(self, e) -> None:
         self.e = e
@@ -495,7 +511,10 @@ class Step:
             return
         o = alloc(out)
         env[out.id] = o
-        if self.name == "matmul":
+        cp = _cupy() if self.name == "matmul" else None
+        if cp is not None:  # zero-copy views through __cuda_array_interface__, same stream 0
+            cp.matmul(cp.asarray(xs[0]), cp.asarray(xs[1]), out=cp.asarray(o))
+        elif self.name == "matmul":
             m, n, k = out.aval.shape[-2], out.aval.shape[-1], e.inputs[0].aval.shape[-1]
             nbatch = int(np.prod(out.aval.shape[:-2], dtype=np.int64))
             t = self.tile
