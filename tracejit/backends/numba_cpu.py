@@ -726,31 +726,25 @@ def _trig_guard(graph: Graph) -> Graph | None:
     accumulator in the loop that already computes sin/cos (~5% of W1), and when it is not
     zero the call is redone with libm's sin/cos, exact for every argument. None if the
     graph has no sin/cos."""
-    from ..tracing import Tracer, _TRACE_STACK, trace
-    trig = {e.inputs[0].id for e in graph.eqns if e.prim.name in _TRIG and _HAVE_VM
-            and isinstance(e.inputs[0], Var) and e.inputs[0].aval.dtype in _vm.TRIG_MAX}
+    from .. import passes
+    from ..api import inline_graph
+    from ..tracing import trace
+    trig = list({e.inputs[0].id: e.inputs[0] for e in graph.eqns if e.prim.name in _TRIG
+                 and _HAVE_VM and isinstance(e.inputs[0], Var)
+                 and e.inputs[0].aval.dtype in _vm.TRIG_MAX}.values())
     if not trig:
         return None
+    with_args = Graph(graph.inputs, graph.eqns, graph.outputs + trig)
 
     def replay(*xs):
-        t = _TRACE_STACK[-1]
-        env = {v.id: x for v, x in zip(graph.inputs, xs)}
-
-        def read(a):
-            return Tracer(t, a) if isinstance(a, Literal) else env[a.id]
-        for e in graph.eqns:
-            t.where_override = e.where
-            out = e.prim.bind(*map(read, e.inputs), **e.params)
-            for var, val in zip(e.outputs, out if e.prim.multiple_results else [out]):
-                env[var.id] = val
-        t.where_override = None
+        outs = inline_graph(with_args, xs)
+        n = len(graph.outputs)
         # counted in the argument's float type: an int64 count would halve W1's speed
-        beyond = [np.sum((np.abs(env[i]) >= _vm.TRIG_MAX[env[i].aval.dtype]) *
-                         env[i].aval.dtype.type(1)) for i in trig]
-        return [read(o) for o in graph.outputs] + [sum(beyond[1:], beyond[0])]
+        beyond = [np.sum((np.abs(x) >= _vm.TRIG_MAX[x.aval.dtype]) * x.aval.dtype.type(1))
+                  for x in outs[n:]]
+        return outs[:n] + [sum(beyond[1:], beyond[0])]
 
     guarded, _ = trace(replay, [v.aval for v in graph.inputs])
-    from .. import passes
     return passes.simplify(guarded)
 
 
