@@ -335,13 +335,17 @@ def _build(ft):
     # ---- log family ----------------------------------------------------------------
 
     @_kernel
-    def log_positive(x):
-        """log for positive finite x (subnormals rescaled first)."""
+    def log_reduce(x):
+        """(f, e) with x = (1 + f) * 2**e, sqrt(1/2) <= 1 + f < sqrt(2), for positive finite
+        x (subnormals rescaled first); f is exact."""
         tiny = x < tiny_norm
-        xs = _where(tiny, x * tiny_scale, x)
-        m, e = _frexp_sqrt2(xs)
-        e = e - _where(tiny, tiny_e, zero)
-        f = m - one
+        m, e = _frexp_sqrt2(_where(tiny, x * tiny_scale, x))
+        return m - one, e - _where(tiny, tiny_e, zero)
+
+    @_kernel
+    def log_positive(x):
+        """log for positive finite x."""
+        f, e = log_reduce(x)
         s = f / (two + f)
         z = s * s
         rr = z * _horner(z, log_lg)
@@ -455,11 +459,7 @@ def _build(ft):
         @_kernel
         def log_dd(ax):
             """log(ax) as hi + lo (~2**-60 relative) for positive finite ax; for pow."""
-            tiny = ax < tiny_norm
-            xs = _where(tiny, ax * tiny_scale, ax)
-            m, e = _frexp_sqrt2(xs)
-            e = e - _where(tiny, tiny_e, zero)
-            f = m - one                        # exact
+            f, e = log_reduce(ax)
             u = two + f
             ulo = (two - u) + f                # exact: |2| >= |f|
             s = f / u
