@@ -280,3 +280,21 @@ def test_transformed_used_as_method(backend):
     # `self` is not an array: it must be made static or the call fails with a clear error
     with pytest.raises(tj.ArgumentError):
         Model().forward(np.ones(2))
+
+
+def test_positional_fast_path_keeps_dtypes_shapes_and_scalar_types_apart(backend):
+    # the fast cache key (per argument: dtype and shape, or the scalar's type) must not let
+    # one specialization answer a call with another dtype, shape or scalar type. Python
+    # scalars are arguments like np.asarray(w): float -> float64, int -> int64, bool -> bool
+    g = tj.value_and_grad(lambda w, x: np.sum(w * x * x), argnums=1, backend=backend)
+    cases = [(2.0, np.ones(3, np.float32)), (2, np.ones(3, np.float32)),
+             (True, np.ones(3, np.float32)), (2.0, np.ones(3)), (2.0, np.ones(4, np.float32)),
+             (np.float32(2.0), np.ones(3, np.float32)), (2.0, np.ones((3, 1), np.float32))]
+    for _ in range(2):  # the second round is served by the fast path
+        for w, x in cases:
+            value, grad = g(w, x)
+            want = np.sum(np.asarray(w) * x * x)
+            assert np.asarray(value).dtype == want.dtype and value == want
+            # a gradient has its input's dtype, as in JAX
+            assert grad.shape == x.shape and grad.dtype == x.dtype
+            np.testing.assert_array_equal(grad, (2 * np.asarray(w) * x).astype(x.dtype))

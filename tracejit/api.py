@@ -35,6 +35,13 @@ _SCALARS = (bool, int, float, np.generic)
 _FAST_SCALARS = {float: float, int: int, bool: bool}
 
 
+def _fast_key(args: tuple) -> tuple:
+    """The fast-path cache key of positional arrays and Python scalars: per argument its
+    (dtype, shape) or scalar type. KeyError for anything else (the general path)."""
+    return tuple([(a.dtype, a.shape) if type(a) is np.ndarray else _FAST_SCALARS[type(a)]
+                  for a in args])
+
+
 def stop_gradient(x: Any) -> Any:
     """Identity in the forward pass; a constant edge for autodiff (no gradient flows through).
 
@@ -119,9 +126,7 @@ class Transformed:
         # loss's whole call costs a few microseconds, so every dict and tuple here counts)
         if not kwargs and self._fast is not None and not _TRACE_STACK:
             try:
-                entry = self._fast.get(tuple([
-                    (a.dtype, a.shape) if type(a) is np.ndarray else _FAST_SCALARS[type(a)]
-                    for a in args]))
+                entry = self._fast.get(_fast_key(args))
             except KeyError:  # a container or another array type: the general path
                 entry = None
             if entry is not None:
@@ -135,8 +140,7 @@ class Transformed:
                 entry = self._compile(key, args, kwargs, leaves, treedef)
             if self._fast is not None and not kwargs and all(
                     type(a) is np.ndarray or type(a) in _FAST_SCALARS for a in args):
-                self._fast[tuple((a.dtype, a.shape) if type(a) is np.ndarray else
-                                 _FAST_SCALARS[type(a)] for a in args)] = entry
+                self._fast[_fast_key(args)] = entry
             return entry.finish(entry.run(*leaves))
         except TracejitError as e:
             raise trim_traceback(e)

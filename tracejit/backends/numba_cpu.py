@@ -495,7 +495,9 @@ def _clear_numba_cache(module) -> None:
 
 
 class CompiledKernel:
-    """A kernel's two variants; calling picks one and recovers from a broken disk cache."""
+    """A kernel's serial and parallel variants. The first call picks one (serial first when
+    the parallel one is not cached, which then compiles in the background) and recovers
+    from a broken disk cache."""
 
     def __init__(self, kernel: fusion.Kernel, allow_parallel: bool = True,
                  libm_trig: bool = False) -> None:
