@@ -9,7 +9,7 @@ import pytest
 
 import tracejit as tj
 from tracejit import passes
-from tracejit.backends.interpreter import eval_graph
+from tracejit.backends.interpreter import run_graph as eval_graph
 from tracejit.ir import Aval, Eqn, Graph, Literal, Var, check_graph
 from tracejit.primitives import REGISTRY
 

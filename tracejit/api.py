@@ -26,7 +26,7 @@ from .errors import (
     trim_traceback,
     user_error,
 )
-from .ir import Aval, Graph, Literal, Var
+from .ir import Aval, Graph, Literal, Var, eval_graph
 from .primitives import is_float
 from .primitives.elementwise import stop_gradient_p
 from .tracing import _TRACE_STACK, Tracer, trace
@@ -408,19 +408,7 @@ def _protect_aliases(exe, graph: Graph) -> Callable:
 
 def inline_graph(graph: Graph, args: Sequence[Any]) -> list[Any]:
     """Replay `graph` on tracers of the current trace (nested transformations)."""
-    env = {v.id: a for v, a in zip(graph.inputs, args)}
-    trace = _TRACE_STACK[-1]
-
-    def read(atom):
-        return Tracer(trace, atom) if isinstance(atom, Literal) else env[atom.id]
-
-    for eqn in graph.eqns:
-        trace.where_override = eqn.where
-        out = eqn.prim.bind(*map(read, eqn.inputs), **eqn.params)
-        for var, val in zip(eqn.outputs, out if eqn.prim.multiple_results else [out]):
-            env[var.id] = val
-    trace.where_override = None
-    return [read(o) for o in graph.outputs]
+    return eval_graph(graph, args)
 
 
 # ----- public constructors -----

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import Aval, Graph, Literal, Var
+from . import errors
+from .ir import Aval, Graph, Literal, Var, eval_graph
 from .primitives import is_float
 from .primitives.layout import reshape_p
 from .primitives.reductions import reduce_sum_p
@@ -46,42 +47,50 @@ def vjp_graph(graph: Graph, wrt: list[int]) -> tuple[Graph, list[bool]]:
     """
     active = _active_vars(graph, wrt)
     with new_trace() as t:
-        env: dict[int, Tracer] = {}
+        # 1. forward: replay every equation, keeping the user's source lines
+        args = [t.new_arg(var.aval) for var in graph.inputs]
+        env = dict(zip((v.id for v in graph.inputs), args))
+        forward = eval_graph(Graph(graph.inputs, graph.eqns, [o for e in graph.eqns
+                                                               for o in e.outputs]), args)
+        env.update(zip((o.id for e in graph.eqns for o in e.outputs), forward))
 
         def read(atom):
-            return Tracer(t, atom) if isinstance(atom, Literal) else env[atom.id]
+            if isinstance(atom, Literal):
+                return Tracer(t, atom)
+            v = env[atom.id]
+            return v if isinstance(v, Tracer) else Tracer(t, Literal.of(v))
 
-        for var in graph.inputs:
-            env[var.id] = t.new_arg(var.aval)
-        # 1. forward: replay every equation, keeping the user's source lines
-        for eqn in graph.eqns:
-            t.where_override = eqn.where
-            outs = eqn.prim.bind(*map(read, eqn.inputs), **eqn.params)
-            for var, out in zip(eqn.outputs, outs if eqn.prim.multiple_results else [outs]):
-                env[var.id] = out
         # 2. backward: cotangents from the loss down to the inputs
-        loss = graph.outputs[0]
-        cts: dict[int, Tracer] = {}
-        if isinstance(loss, Var) and loss.id in active:
-            cts[loss.id] = Tracer(t, Literal.of(1, loss.aval.dtype))
-        for eqn in reversed(graph.eqns):
-            if eqn.outputs[0].id not in cts:
-                continue
-            t.where_override = eqn.where
-            g = cts.pop(eqn.outputs[0].id)
-            in_cts = eqn.prim.vjp(g, env[eqn.outputs[0].id], *map(read, eqn.inputs),
-                                  **eqn.params)
-            for atom, ct in zip(eqn.inputs, in_cts):
-                if ct is None or isinstance(atom, Literal) or atom.id not in active:
-                    continue
-                ct = unbroadcast(ct, atom.aval)
-                prev = cts.get(atom.id)
-                cts[atom.id] = ct if prev is None else prev + ct
-        t.where_override = None
+        prev = errors.replaying(None)
+        try:
+            cts = _backward(graph, active, read)
+        finally:
+            errors.replaying(prev)
         grads = [cts.get(graph.inputs[i].id) for i in wrt]
         outs = [read(o) for o in graph.outputs] + [g for g in grads if g is not None]
         joint = t.graph(outs)
     return joint, [g is not None for g in grads]
+
+
+def _backward(graph: Graph, active: set[int], read) -> dict[int, Tracer]:
+    """Cotangents of the active vars, walking the equations from the loss back."""
+    loss = graph.outputs[0]
+    cts: dict[int, Tracer] = {}
+    if isinstance(loss, Var) and loss.id in active:
+        cts[loss.id] = read(Literal.of(1, loss.aval.dtype))
+    for eqn in reversed(graph.eqns):
+        if eqn.outputs[0].id not in cts:
+            continue
+        errors.replaying(eqn.where)
+        g = cts.pop(eqn.outputs[0].id)
+        in_cts = eqn.prim.vjp(g, read(eqn.outputs[0]), *map(read, eqn.inputs), **eqn.params)
+        for atom, ct in zip(eqn.inputs, in_cts):
+            if ct is None or isinstance(atom, Literal) or atom.id not in active:
+                continue
+            ct = unbroadcast(ct, atom.aval)
+            prev = cts.get(atom.id)
+            cts[atom.id] = ct if prev is None else prev + ct
+    return cts
 
 
 def zeros_for(aval: Aval) -> np.ndarray:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import pytree
-from .backends.interpreter import eval_graph
+from .ir import eval_graph
 from .errors import GradientError, UnsupportedError, user_error
 from .ir import Graph, Literal
 from .primitives import defprim

@@ -8,6 +8,7 @@ from __future__ import annotations
 import linecache
 import os
 import sys
+import threading
 import types
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -56,8 +57,24 @@ def _is_internal(filename: str) -> bool:
     return path.startswith(_STDLIB_DIRS)
 
 
+_REPLAY = threading.local()  # the source line of the equation being replayed, per thread
+
+
+def replaying(where: tuple[str, int, str] | None) -> tuple[str, int, str] | None:
+    """Blame `where` for what happens next in this thread (eval_graph replaying an equation
+    keeps the user's line on the equations it records; None: the call stack again). Returns
+    the location it replaces, to be restored."""
+    prev = getattr(_REPLAY, "where", None)
+    _REPLAY.where = where
+    return prev
+
+
 def user_frame() -> tuple[str, int, str] | None:
-    """The innermost stack frame outside tracejit, NumPy and the stdlib: (file, line, function)."""
+    """The user's (file, line, function): the line of the equation being replayed, else the
+    innermost stack frame outside tracejit, NumPy and the stdlib."""
+    where = getattr(_REPLAY, "where", None)
+    if where is not None:
+        return where
     frame = sys._getframe(1)
     while frame is not None:
         code = frame.f_code

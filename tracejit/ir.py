@@ -5,10 +5,13 @@ Printed one equation per line, JAX style: `c:f32[n] = mul a b`.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from . import errors
 
 _SHORT = {"float32": "f32", "float64": "f64", "float16": "f16", "int64": "i64", "int32": "i32",
           "int16": "i16", "int8": "i8", "uint8": "u8", "bool": "bool", "uint32": "u32",
@@ -151,3 +154,26 @@ def check_graph(graph: Graph) -> None:
         defined.update(v.id for v in e.outputs)
     for v in graph.outputs:
         assert isinstance(v, Literal) or v.id in defined, "output not defined"
+
+
+def eval_graph(graph: Graph, args: Sequence[Any]) -> list[Any]:
+    """Replay `graph` on `args` through each primitive's `bind`: concrete arrays run the NumPy
+    reference (the interpreter), tracers record equations (autodiff, inlining, custom rules).
+    Equations recorded on the way keep the user's source line of the one replayed."""
+    env: dict[int, Any] = {v.id: a for v, a in zip(graph.inputs, args)}
+
+    def read(atom: Atom) -> Any:
+        return atom.val if isinstance(atom, Literal) else env[atom.id]
+
+    outer = errors.replaying(None)
+    try:
+        for eqn in graph.eqns:
+            errors.replaying(eqn.where or outer)
+            out = eqn.prim.bind(*map(read, eqn.inputs), **eqn.params)
+            (var,) = eqn.outputs
+            if isinstance(out, (np.ndarray, np.generic, bool, int, float)):
+                out = np.asarray(out, dtype=var.aval.dtype).reshape(var.aval.shape)
+            env[var.id] = out
+    finally:
+        errors.replaying(outer)
+    return [read(o) for o in graph.outputs]

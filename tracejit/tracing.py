@@ -31,7 +31,6 @@ class Trace:
         self.eqns: list[Eqn] = []
         # tracers of an enclosing trace used here become extra inputs of this graph
         self.captured: dict[int, tuple[Var, Tracer]] = {}
-        self.where_override: tuple[str, int, str] | None = None
 
     def new_arg(self, aval: Aval) -> Tracer:
         var = Var(aval)
@@ -63,8 +62,7 @@ class Trace:
         atoms = tuple(self.to_atom(a, dtype) for a in args)
         avals = prim.abstract_eval(*[a.aval for a in atoms], **params)
         outs = tuple(Var(a) for a in avals)
-        where = self.where_override or user_frame()
-        self.eqns.append(Eqn(prim, atoms, dict(params), outs, where))
+        self.eqns.append(Eqn(prim, atoms, dict(params), outs, user_frame()))
         tracers = [Tracer(self, v) for v in outs]
         return tracers if prim.multiple_results else tracers[0]
 

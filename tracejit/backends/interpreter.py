@@ -7,22 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import Graph, Literal
+from ..ir import Graph, eval_graph
 
 
-def eval_graph(graph: Graph, args: Sequence[Any]) -> list[np.ndarray]:
-    env: dict[int, Any] = {v.id: np.asarray(a) for v, a in zip(graph.inputs, args)}
-
-    def read(atom):
-        return atom.val if isinstance(atom, Literal) else env[atom.id]
-
+def run_graph(graph: Graph, args: Sequence[Any]) -> list[np.ndarray]:
+    """`graph` on concrete arrays: each primitive's NumPy `impl`, via the one `eval_graph`."""
     with np.errstate(all="ignore"):  # inf and nan propagate silently, as in compiled code
-        for eqn in graph.eqns:
-            outs = eqn.prim.impl(*map(read, eqn.inputs), **eqn.params)
-            outs = outs if eqn.prim.multiple_results else [outs]
-            for var, val in zip(eqn.outputs, outs):
-                env[var.id] = np.asarray(val, dtype=var.aval.dtype).reshape(var.aval.shape)
-    return [read(o) for o in graph.outputs]
+        return eval_graph(graph, [np.asarray(a) for a in args])
 
 
 class Executable:
@@ -32,7 +23,7 @@ class Executable:
         self.graph = graph
 
     def __call__(self, *args: Any) -> list[np.ndarray]:
-        return eval_graph(self.graph, args)
+        return run_graph(self.graph, args)
 
 
 def compile(graph: Graph, **options) -> Executable:
