@@ -26,9 +26,8 @@ from typing import Any
 import numpy as np
 
 from . import pytree
-from .ir import eval_graph
 from .errors import GradientError, UnsupportedError, user_error
-from .ir import Graph, Literal
+from .ir import Graph, Literal, eval_graph
 from .primitives import defprim
 from .tracing import Tracer, trace
 
