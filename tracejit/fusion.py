@@ -76,18 +76,13 @@ class _Reject(Exception):
 
 
 def is_view_reshape(e: Eqn) -> bool:
-    """A reshape that only adds or removes size-1 dimensions (free: same element order)."""
-    if e.prim.name != "reshape":
-        return False
-    return [d for d in e.inputs[0].aval.shape if d != 1] == \
-        [d for d in e.outputs[0].aval.shape if d != 1]
+    """Loop work that keeps the element order (a reshape that only adds or removes size-1
+    dims): inside a kernel it relabels axes; of a value in memory it is a free NumPy view."""
+    return e.prim.same_order and e.prim.fuses(e)
 
 
 def _fusible(e: Eqn) -> bool:
-    kind = e.prim.kind
-    if kind in ELEMENTWISE or e.prim.name == "broadcast" or is_view_reshape(e):
-        return True
-    return kind == REDUCE and e.prim.name not in ("argmax", "argmin")
+    return e.prim.fuses(e)
 
 
 def _default_map(shape: tuple[int, ...], space: tuple[int, ...]) -> AxisMap:

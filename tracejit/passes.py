@@ -158,8 +158,6 @@ def cse(graph: Graph) -> Graph:
     seen: dict[tuple, Var] = {}
 
     def rule(e: Eqn, ins):
-        if e.prim.multiple_results:
-            return None
         key = (e.prim.name, tuple(map(_key, ins)), tuple(sorted(
             (k, repr(v)) for k, v in e.params.items())))
         if key in seen:

@@ -64,7 +64,7 @@ class Trace:
         outs = tuple(Var(a) for a in avals)
         self.eqns.append(Eqn(prim, atoms, dict(params), outs, user_frame()))
         tracers = [Tracer(self, v) for v in outs]
-        return tracers if prim.multiple_results else tracers[0]
+        return tracers[0]
 
     def graph(self, outputs: list[Any]) -> Graph:
         outs = [self.to_atom(o, None) for o in outputs]

@@ -22,7 +22,7 @@ from numba.core.errors import NumbaError
 
 from .. import config, fusion
 from ..ir import Graph, Literal, Var
-from ..primitives import REDUCE
+from ..primitives import CONTRACT, REDUCE
 
 # small inputs run serially: a parallel launch costs more than the loop below this size
 SERIAL_BELOW = 1 << 15
@@ -32,10 +32,6 @@ CHUNKS = 64
 MIN_CHUNK = 4096
 # max/min/prod row reductions keep this many independent partials (see emit_pass)
 LANES = 8
-# ops cheaper to recompute in a later pass over a row than to store and reload
-_CHEAP = {"add", "sub", "mul", "neg", "broadcast", "reshape", "convert", "select", "abs",
-          "max", "min", "eq", "ne", "lt", "le", "gt", "ge", "and", "or", "logical_not", "sign",
-          "stop_gradient"}
 # No 'reassoc' on kernels: it would let LLVM rewrite x*2 - x into x (inf - inf is NaN in
 # NumPy). Only the reduction combines (vm.radd / vm.rmul) carry it, which is all the loop
 # vectorizer needs to vectorize a sum.
@@ -47,42 +43,39 @@ try:  # tracejit's vectorizable math: branch-free, so LLVM vectorizes loops that
 except ImportError:
     _HAVE_VM = False
 
-# emit overrides for this backend (the shared templates use libm, which does not vectorize)
-CPU_EMIT = {name: f"vm.{fn}({{0}})" for name, fn in (
-    ("exp", "exp"), ("expm1", "expm1"), ("log", "log"), ("log1p", "log1p"),
-    ("tanh", "tanh"), ("sin", "sin"), ("cos", "cos"), ("logistic", "sigmoid"))}
-CPU_EMIT.update({"max": "vm.maximum({0}, {1})", "min": "vm.minimum({0}, {1})",
-                 "pow": "vm.pow({0}, {1})"})
-_TRIG = ("sin", "cos")
-_REDUCE_COMBINE = {"reduce_sum": "vm.radd({acc}, {x})", "reduce_prod": "vm.rmul({acc}, {x})",
-                   "reduce_max": "vm.maximum({acc}, {x})",
-                   "reduce_min": "vm.minimum({acc}, {x})"}
+BACKEND = "numba_cpu"  # the key of this backend's overrides in a primitive's emit_for
+# sin/cos arguments beyond these (vecmath's exact range reduction) get NaN from vm.sin/vm.cos:
+# a guarded plan counts them and reruns with libm's (see _trig_guard)
+RANGE_LIMITS = {"sin": _vm.TRIG_MAX, "cos": _vm.TRIG_MAX} if _HAVE_VM else {}
 
 
-def _emit_template(prim, libm_trig: bool = False) -> str:
-    if libm_trig and prim.name in _TRIG:  # the exact fallback (see _trig_guard)
-        return prim.emit
-    if _HAVE_VM and prim.name in CPU_EMIT:
-        name = CPU_EMIT[prim.name].split("(")[0].split(".")[1]
-        if hasattr(_vm, name):
-            return CPU_EMIT[prim.name]
-    if prim.name in ("broadcast", "reshape"):  # indexing does the work
-        return "{0}"
-    return prim.emit
+def _usable(template) -> bool:
+    """A template the generated module can call: every `vm.<fn>` it names exists."""
+    if not isinstance(template, str):
+        return True
+    return all(_HAVE_VM and hasattr(_vm, fn) for fn in re.findall(r"\bvm\.(\w+)", template))
 
 
 def _T(dtype: np.dtype) -> str:
     return "np.bool_" if dtype == np.dtype(bool) else f"np.{dtype.name}"
 
 
+def _literal(val, dtype: np.dtype) -> str:
+    """Source text for the scalar `val` of `dtype` (a reduction's identity)."""
+    if isinstance(val, float) and np.isinf(val):
+        return f"{'-' if val < 0 else ''}{_T(dtype)}(np.inf)"
+    return f"{_T(dtype)}({val!r})"
+
+
 # ----- kernel source -----
 class _KernelSource:
     """Generates one kernel's function source (a parallel and a serial variant)."""
 
+    backend = BACKEND
     lanes = True  # max/min/prod row reductions in LANES partials (see emit_pass)
 
-    def __init__(self, k: fusion.Kernel, libm_trig: bool = False) -> None:
-        self.k, self.libm_trig = k, libm_trig
+    def __init__(self, k: fusion.Kernel, exact: frozenset = frozenset()) -> None:
+        self.k, self.exact = k, exact  # primitives emitted with their shared template
         self.inputs = k.inputs
         self.in_names = {self._key(a): f"a{i}" for i, a in enumerate(self.inputs)}
         self.out_names = {v.id: f"o{i}" for i, v in enumerate(k.outputs)}
@@ -153,14 +146,27 @@ class _KernelSource:
         out = e.outputs[0]
         amap = self.k.amaps[out.id]
         args = [self.operand(a, amap) for a in e.inputs]
-        if e.prim.kind == REDUCE or fusion.is_view_reshape(e):
+        if e.prim.kind == REDUCE:  # over size-1 dims only: a copy
             return args[0]
         params = {k: (v.name if isinstance(v, np.dtype) else v) for k, v in e.params.items()}
-        return self.template(e.prim).format(*args, T=_T(out.aval.dtype), **params)
+        return self.template(e.prim, out.aval.dtype).format(*args, T=_T(out.aval.dtype),
+                                                            **params)
 
-    def template(self, prim) -> str:
-        """The emit template for `prim` in this backend (a GPU generator overrides it)."""
-        return _emit_template(prim, self.libm_trig)
+    def override(self, prim):
+        """This backend's override of `prim`'s emit (a Reduce's combine), if it can use it."""
+        if prim.name in self.exact:
+            return None
+        t = prim.emit_for.get(self.backend)
+        return t if t is not None and _usable(t) else None
+
+    def template(self, prim, dtype: np.dtype) -> str:
+        """The emit template for `prim` in this backend: its override, else the shared one."""
+        t = self.override(prim) or prim.emit
+        return t(dtype) if callable(t) else t
+
+    def combine(self, prim) -> str:
+        """A reduction's combine step in this backend."""
+        return self.override(prim) or prim.emit.combine
 
     def store(self, var, ind: str) -> None:
         if var.id in self.out_names:
@@ -172,17 +178,12 @@ class _KernelSource:
         return self.operand(e.inputs[0], self.k.reduce_in[e.outputs[0].id])
 
     def reduce_step(self, e, acc: str, x: str) -> str:
-        tmpl = _REDUCE_COMBINE.get(e.prim.name) if _HAVE_VM else None
-        return (tmpl or e.prim.emit.combine).format(acc=acc, x=x)
+        return self.combine(e.prim).format(acc=acc, x=x)
 
     def init(self, e) -> str:
-        """A reduction's start value; integer and bool max/min start at the type's limits
-        (the shared template's +-inf does not convert to an integer)."""
+        """A reduction's start value (integer max/min start at the type's limits)."""
         dt = e.outputs[0].aval.dtype
-        if e.prim.name in ("reduce_max", "reduce_min") and dt.kind in "iub":
-            lo, hi = (False, True) if dt.kind == "b" else (np.iinfo(dt).min, np.iinfo(dt).max)
-            return f"{_T(dt)}({lo if e.prim.name == 'reduce_max' else hi})"
-        return e.prim.emit.init.format(T=_T(dt))
+        return _literal(e.prim.emit.identity(dt), dt)
 
     # --- body ---
     def emit_values(self, eqns, ind: str, stores: bool = True, acc_into: bool = True) -> None:
@@ -234,7 +235,7 @@ class _KernelSource:
         for p, body in enumerate(raw):
             for e in reversed([e for e in k.eqns if e.outputs[0].id in body]):
                 v = e.outputs[0]
-                if e.prim.name in _CHEAP or v.id in stash or v.id in self.out_names:
+                if e.prim.cheap or v.id in stash or v.id in self.out_names:
                     continue
                 for o in k.outputs:
                     lo = self.level.get(o.id)
@@ -294,7 +295,7 @@ class _KernelSource:
         inner axis: a NaN-exact max cannot be reordered by LLVM, but LANES independent chains
         vectorize (5x faster on a 1000-wide row max)."""
         k = self.k
-        laned = [r for r in reds if r.prim.name != "reduce_sum"] if self.lanes else []
+        laned = [r for r in reds if r.prim.emit.lanes] if self.lanes else []
         for r in reds:
             self.lines.append(f"{ind}r{r.outputs[0].id} = {self.init(r)}")
         for r in laned:
@@ -500,8 +501,8 @@ class CompiledKernel:
     from a broken disk cache."""
 
     def __init__(self, kernel: fusion.Kernel, allow_parallel: bool = True,
-                 libm_trig: bool = False) -> None:
-        gen = _KernelSource(kernel, libm_trig)
+                 exact: frozenset = frozenset()) -> None:
+        gen = _KernelSource(kernel, exact)
         first = kernel.eqns[0].prim.name
         body = gen.source("KERNEL", parallel=True)
         serial = gen.source("KERNEL", parallel=False)
@@ -596,27 +597,19 @@ def _load_cached(dispatcher, args) -> bool:
 
 
 # ----- driver -----
-_VIEW_STEPS = {
-    "transpose": lambda x, perm: np.transpose(x, perm),
-    "reshape": lambda x, shape: np.reshape(x, shape),
-    "broadcast": lambda x, shape: np.broadcast_to(x, shape),
-    "slice": lambda x, starts, limits, strides: x[tuple(map(slice, starts, limits, strides))],
-    "rev": lambda x, axes: np.flip(x, axes),
-    "matmul": np.matmul,
-}
 
 
 class Executable:
     """Runs a plan: steps and kernels in order, on flat input arrays."""
 
     def __init__(self, graph: Graph, items, reuse_buffers: bool,
-                 libm_trig: bool = False, rerun=None) -> None:
+                 exact: frozenset = frozenset(), rerun=None) -> None:
         self.graph, self.items = graph, items
         self.rerun = rerun  # if set, the last output is _trig_guard's count: rerun when > 0
         # a Numba parallel region right after an OpenBLAS call fights its threads (measured on
         # W5: 16 ms parallel vs 3.0 ms serial), so plans that call BLAS run serial loops
-        blas = any(isinstance(it, fusion.Step) and it.eqn.prim.name == "matmul" for it in items)
-        self.kernels = [CompiledKernel(it, allow_parallel=not blas, libm_trig=libm_trig)
+        blas = any(isinstance(it, fusion.Step) and it.eqn.prim.kind == CONTRACT for it in items)
+        self.kernels = [CompiledKernel(it, allow_parallel=not blas, exact=exact)
                         for it in items if isinstance(it, fusion.Kernel)]
         self.reuse = reuse_buffers
         self.buffers: dict[int, np.ndarray] = {}
@@ -646,10 +639,9 @@ class Executable:
                 e = item.eqn
                 key = f"S{len(glb)}"
                 out = e.outputs[0]
-                if e.prim.name in _VIEW_STEPS:
-                    glb[key] = _VIEW_STEPS[e.prim.name]
-                    if e.prim.name != "matmul":
-                        views.add(out.id)
+                if e.prim.view is not None:  # no copy: the result may alias its input
+                    glb[key] = e.prim.view
+                    views.add(out.id)
                 else:
                     glb[key] = e.prim.impl
                 args = [ref(a) if not (isinstance(a, Var) and a.aval.ndim == 0) else
@@ -731,9 +723,9 @@ def _trig_guard(graph: Graph) -> Graph | None:
     from .. import passes
     from ..api import inline_graph
     from ..tracing import trace
-    trig = list({e.inputs[0].id: e.inputs[0] for e in graph.eqns if e.prim.name in _TRIG
-                 and _HAVE_VM and isinstance(e.inputs[0], Var)
-                 and e.inputs[0].aval.dtype in _vm.TRIG_MAX}.values())
+    trig = list({e.inputs[0].id: e.inputs[0] for e in graph.eqns if e.prim.name in RANGE_LIMITS
+                 and isinstance(e.inputs[0], Var)
+                 and e.inputs[0].aval.dtype in RANGE_LIMITS[e.prim.name]}.values())
     if not trig:
         return None
     with_args = Graph(graph.inputs, graph.eqns, graph.outputs + trig)
@@ -760,7 +752,7 @@ class _LibmRerun:
     def __call__(self, *args):
         if self.exe is None:
             self.exe = Executable(self.graph, fusion.plan(self.graph), self.reuse,
-                                  libm_trig=True)
+                                  exact=frozenset(RANGE_LIMITS))
         return self.exe.run(*args)
 
 

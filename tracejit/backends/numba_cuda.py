@@ -23,14 +23,15 @@ How each plan item runs on the device:
     ...                                                                ┘
 
 Kernel sources are written to `<cache>/kernels/` like the CPU backend's. Emit templates are
-the primitives' own (`math.*` is libdevice on the GPU) except CUDA_EMIT. On Numba's CUDA
-simulator (NUMBA_ENABLE_CUDASIM=1) the same source runs as Python with `math` bound to NumPy
-ufuncs, which return inf/NaN where Python's math raises, as the device does.
+the primitives' own (`math.*` is libdevice on the GPU) or their "numba_cuda" overrides. On
+Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1) the same source runs as Python with `math`
+bound to NumPy's ufuncs, which return inf/NaN where Python's math raises, as the device does.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import sys
 import types
 import warnings
@@ -40,7 +41,7 @@ import numpy as np
 from .. import config, fusion
 from ..errors import DeviceError, UnsupportedError, user_error
 from ..ir import Graph, Literal, Var
-from ..primitives import REDUCE
+from ..primitives import CONTRACT, REDUCE
 from . import is_device_array
 from .numba_cpu import _T, _canonical_names, _KernelSource, _load
 
@@ -54,11 +55,7 @@ TILE = 16
 # kernels live in files under the cache directory, so Numba can cache their machine code
 _JIT = "@cuda.jit(cache=True)\n"
 
-# emit overrides: NumPy's floor/ceil/rint are not CUDA functions (CUDA's math.floor/ceil
-# return floats, unlike Python's); rint rounds half to even with the 2**(mantissa bits) trick
-CUDA_EMIT = {"floor": "math.floor({0})", "ceil": "math.ceil({0})",
-             "round": "(math.copysign((abs({0}) + {M}) - {M}, {0}) if abs({0}) < {M} else {0})"}
-_RINT_M = {np.dtype(np.float32): 2.0 ** 23, np.dtype(np.float64): 2.0 ** 52}
+BACKEND = "numba_cuda"  # the key of this backend's overrides in a primitive's emit_for
 
 
 # ----- the device -----
@@ -142,10 +139,21 @@ def _bind_math(module) -> None:
         module.math = _SIM_MATH
 
 
-_SIM_MATH = types.SimpleNamespace(
-    exp=np.exp, expm1=np.expm1, log=np.log, log1p=np.log1p, sin=np.sin, cos=np.cos,
-    floor=np.floor, ceil=np.ceil, tan=np.tan, tanh=np.tanh, sinh=np.sinh, cosh=np.cosh, atan=np.arctan, asin=np.arcsin,
-    acos=np.arccos, sqrt=np.sqrt, copysign=np.copysign, isnan=np.isnan, inf=np.inf)
+class _SimMath(types.SimpleNamespace):
+    """`math` for the simulator: each name is NumPy's function of that name (NumPy spells
+    math.asin arcsin), or math's own where NumPy has none."""
+
+    def __getattr__(self, name: str):
+        fn = getattr(np, name, None)
+        if fn is None and name.startswith("a"):
+            fn = getattr(np, "arc" + name[1:], None)
+        if fn is None:
+            fn = getattr(math, name)
+        setattr(self, name, fn)
+        return fn
+
+
+_SIM_MATH = _SimMath()
 
 
 @contextlib.contextmanager
@@ -166,32 +174,13 @@ class _CudaKernelSource(_KernelSource):
     """A fusion Kernel as a main launch (loops, block partials) and a finishing launch
     (partials -> accumulators -> epilogue). Reuses the CPU generator's value placement."""
 
+    backend = BACKEND
     lanes = False  # the CPU's vector lanes for row max/min/prod: threads do that here
 
     def __init__(self, k: fusion.Kernel) -> None:
         super().__init__(k)
         self.n_shared = 0
         self.partials = {e.outputs[0].id: f"p{e.outputs[0].id}" for e in self.accs}
-
-    def template(self, prim) -> str:
-        if prim.name in CUDA_EMIT:
-            return CUDA_EMIT[prim.name]
-        if prim.name in ("broadcast", "reshape"):
-            return "{0}"
-        return prim.emit
-
-    def expr(self, e) -> str:
-        if e.prim.name == "round":  # the magic constant depends on the dtype
-            dt = e.outputs[0].aval.dtype
-            m = f"{_T(dt)}({_RINT_M[dt]!r})" if dt in _RINT_M else None
-            if m is None:  # integers are already integral
-                return self.operand(e.inputs[0], self.k.amaps[e.outputs[0].id])
-            x = self.operand(e.inputs[0], self.k.amaps[e.outputs[0].id])
-            return CUDA_EMIT["round"].format(x, M=m)
-        return super().expr(e)
-
-    def reduce_step(self, e, acc: str, x: str) -> str:
-        return e.prim.emit.combine.format(acc=acc, x=x)
 
     def shared(self, dtype: np.dtype) -> str:
         """A new shared array of BLOCK values, declared at the kernel's top."""
@@ -237,7 +226,7 @@ class _CudaKernelSource(_KernelSource):
         v = e.outputs[0].id
         sh = self.shared(e.outputs[0].aval.dtype)
         self.lines.append(f"{ind}{sh}[tx] = r{v}")
-        self.lines += _tree(sh, e.prim.emit.combine, ind)
+        self.lines += _tree(sh, self.combine(e.prim), ind)
         self.lines += [f"{ind}v{v} = {sh}[0]", f"{ind}cuda.syncthreads()"]
 
     def _args(self) -> list[str]:
@@ -266,7 +255,7 @@ class _CudaKernelSource(_KernelSource):
             v = e.outputs[0].id
             sh = self.shared(e.outputs[0].aval.dtype)
             self.lines.append(f"{ind}{sh}[tx] = acc{v}")
-            self.lines += _tree(sh, e.prim.emit.combine, ind)
+            self.lines += _tree(sh, self.combine(e.prim), ind)
             self.lines.append(f"{ind}if tx == 0: p{v}[cuda.blockIdx.x] = {sh}[0]")
         self._hoist()
         return "\n".join(self.lines)
@@ -285,7 +274,7 @@ class _CudaKernelSource(_KernelSource):
                            f"{ind}for c in range(tx, nparts, BLOCK):",
                            f"{ind}    acc{v} = {self.reduce_step(e, f'acc{v}', f'p{v}[c]')}",
                            f"{ind}{shs[v]}[tx] = acc{v}"]
-            self.lines += _tree(shs[v], e.prim.emit.combine, ind)
+            self.lines += _tree(shs[v], self.combine(e.prim), ind)
         self.lines.append(f"{ind}if tx == 0:")
         ind += "    "
         for e in self.accs:
@@ -362,76 +351,18 @@ def _index(names: list[str]) -> str:
     return ", ".join(names) if names else "0"
 
 
-def _gather_body(e) -> list[str]:
-    """Lines (inside the loop over output elements i0..i{r-1}) storing o[i...] for one
-    layout equation whose inputs are x0, x1, ..."""
-    name, p = e.prim.name, e.params
-    x, out = e.inputs[0].aval, e.outputs[0].aval
-    i = [f"i{d}" for d in range(out.ndim)]
-    o = f"o[{_index(i)}]"
-    if name == "transpose":
-        src = [f"i{list(p['perm']).index(d)}" for d in range(x.ndim)]
-    elif name == "broadcast":
-        off = out.ndim - x.ndim
-        src = ["0" if n == 1 else f"i{off + d}" for d, n in enumerate(x.shape)]
-    elif name == "slice":
-        src = [f"{s} + {st} * i{d}" for d, (s, st) in enumerate(zip(p["starts"], p["strides"]))]
-    elif name == "rev":
-        src = [f"x0.shape[{d}] - 1 - i{d}" if d in p["axes"] else f"i{d}"
-               for d in range(x.ndim)]
-    elif name == "reshape":  # same C-order flat index, split over the input's shape
-        src = [f"j{d}" for d in range(x.ndim)]
-        lines = _unravel("t", src, [f"x0.shape[{d}]" for d in range(x.ndim)], "")
-        return lines + [f"{o} = x0[{_index(src)}]"]
-    elif name == "pad":
-        lines = ["ok = True"]
-        for d, (lo, inner) in enumerate(zip(p["lo"], p["interior"])):
-            lines += [f"j{d} = i{d} - {lo}",
-                      (f"if j{d} < 0 or j{d} % {inner + 1} != 0 or j{d} // {inner + 1} >= "
-                       f"x0.shape[{d}]:"), "    ok = False"]
-        src = [f"j{d} // {inner + 1}" for d, inner in enumerate(p["interior"])]
-        return lines + ["if ok:", f"    {o} = x0[{_index(src)}]", "else:", f"    {o} = 0"]
-    elif name == "concatenate":
-        return _concat_lines(len(e.inputs), p["axis"], out.ndim, o)
-    elif name in ("argmax", "argmin"):
-        return _arg_lines(name, p["axes"][0], x.ndim, o)
-    else:
-        raise UnsupportedError(f"the CUDA backend has no device kernel for '{name}' steps.")
-    return [f"{o} = x0[{_index(src)}]"]
-
-
-def _concat_lines(n: int, axis: int, ndim: int, o: str) -> list[str]:
-    lines, ind = [f"a = i{axis}"], ""
-    for k in range(n):
-        src = _index([("a" if d == axis else f"i{d}") for d in range(ndim)])
-        if k == n - 1:
-            lines.append(f"{ind}{o} = x{k}[{src}]")
-            break
-        lines += [f"{ind}if a < x{k}.shape[{axis}]:", f"{ind}    {o} = x{k}[{src}]",
-                  f"{ind}else:", f"{ind}    a -= x{k}.shape[{axis}]"]
-        ind += "    "
-    return lines
-
-
-def _arg_lines(name: str, axis: int, ndim: int, o: str) -> list[str]:
-    """First index of the max (min) along `axis`; the first NaN wins, as in NumPy."""
-    def at(j: str) -> str:
-        return _index([j if d == axis else f"i{d}" for d in range(ndim)])
-    better = ">" if name == "argmax" else "<"
-    return [f"best = x0[{at('0')}]", "idx = 0", f"for j in range(1, x0.shape[{axis}]):",
-            "    if best != best:", "        break", f"    y = x0[{at('j')}]",
-            f"    if y {better} best or y != y:", "        best = y", "        idx = j",
-            f"{o} = idx"]
-
-
 def _gather_source(e) -> str:
+    """A grid-stride loop over the output's elements around the primitive's gather body."""
+    if e.prim.gather is None:
+        raise UnsupportedError(f"the CUDA backend has no device kernel for "
+                               f"'{e.prim.name}' steps.")
     out = e.outputs[0].aval
     xs = [f"x{k}" for k in range(len(e.inputs))]
     i = [f"i{d}" for d in range(out.ndim)]
     lines = [f"def KERNEL(o, {', '.join(xs)}):",
              "    for t in range(cuda.grid(1), o.size, cuda.gridsize(1)):"]
     lines += _unravel("t", i, [f"o.shape[{d}]" for d in range(out.ndim)], "        ")
-    lines += ["        " + line for line in _gather_body(e)]
+    lines += ["        " + line for line in e.prim.gather(e)]
     return "\n".join(lines)
 
 
@@ -497,24 +428,25 @@ class Step:
     def __init__(self, e) -> None:
         self.e = e
         self.name = e.prim.name
+        self.matmul = e.prim.kind == CONTRACT
         self.tile = TILE  # the tile edge a matmul source was generated for
         # a reshape is a view of contiguous data; the gather kernel serves strided inputs
-        body = _matmul_source(e) if self.name == "matmul" else _gather_source(e)
+        body = _matmul_source(e) if self.matmul else _gather_source(e)
         self.mod = _Module(self.name, body.replace("def KERNEL", _JIT + "def KERNEL", 1), [])
         self.source = self.mod.source
 
     def __call__(self, cuda, env: dict, alloc) -> None:
         e, out = self.e, self.e.outputs[0]
         xs = [env[a.id if isinstance(a, Var) else ("lit", id(a))] for a in e.inputs]
-        if self.name == "reshape" and xs[0].is_c_contiguous():
+        if e.prim.same_order and xs[0].is_c_contiguous():
             env[out.id] = xs[0].reshape(out.aval.shape or (1,))
             return
         o = alloc(out)
         env[out.id] = o
-        cp = _cupy() if self.name == "matmul" else None
+        cp = _cupy() if self.matmul else None
         if cp is not None:  # zero-copy views through __cuda_array_interface__, same stream 0
             cp.matmul(cp.asarray(xs[0]), cp.asarray(xs[1]), out=cp.asarray(o))
-        elif self.name == "matmul":
+        elif self.matmul:
             m, n, k = out.aval.shape[-2], out.aval.shape[-1], e.inputs[0].aval.shape[-1]
             nbatch = int(np.prod(out.aval.shape[:-2], dtype=np.int64))
             t = self.tile
@@ -528,7 +460,7 @@ class Step:
         from numba.cuda import types as nt
         e = self.e
         arrays = [_numba_type(v.aval.dtype, v.aval.ndim) for v in (e.outputs[0], *e.inputs)]
-        return {"": arrays + ([nt.int64] * 4 if self.name == "matmul" else [])}
+        return {"": arrays + ([nt.int64] * 4 if self.matmul else [])}
 
 
 # ----- the executable -----
@@ -589,7 +521,7 @@ class Executable:
     def _results(self, cuda, env: dict, on_device: bool) -> list:
         inputs = {v.id for v in self.graph.inputs}
         views = {it.eqn.outputs[0].id for it in self.items
-                 if isinstance(it, fusion.Step) and it.eqn.prim.name == "reshape"}
+                 if isinstance(it, fusion.Step) and it.eqn.prim.same_order}
         outs, seen = [], set()
         for o in self.graph.outputs:
             key = o.id if isinstance(o, Var) else ("lit", id(o))

@@ -1,6 +1,9 @@
 """Every primitive is declared once, by one `defprim` call that says everything about it:
 its shape/dtype rule, its NumPy reference implementation, its VJP (written in primitives, so
-the backward pass is itself traceable), and the scalar expression a backend emits for it.
+the backward pass is itself traceable), and what the backends need: the scalar expression
+emitted for it (`emit`, with per-backend overrides in `emit_for`), how fusion treats it
+(`fusion`), whether a later pass recomputes it rather than stash it (`cheap`), a no-copy
+NumPy form for CPU steps (`view`) and a gather loop body for GPU steps (`gather`).
 
 Kinds: UNARY/BINARY/SELECT are elementwise; REDUCE reduces over `axes` keeping them as size-1
 dims (keepdims=False is a reshape after it); LAYOUT moves data; CONTRACT is matmul.
@@ -23,11 +26,20 @@ ELEMENTWISE = (UNARY, BINARY, SELECT)
 ANY, POSITIVE, UNIT, NONZERO, GE1, SMOOTH = "any", "positive", "unit", "nonzero", "ge1", "smooth"
 
 
+# how fusion treats an equation: "loop" joins a loop nest (elementwise work, reductions as
+# accumulators, broadcasting as indexing); "step" runs on its own (BLAS, a NumPy call, a
+# gather kernel)
+LOOP, STEP = "loop", "step"
+
+
 @dataclass(frozen=True)
 class Reduce:
-    """How a backend emits a reduction: start value and scalar combine step."""
-    init: str      # e.g. "0", "-math.inf"
-    combine: str   # e.g. "{acc} + {x}"
+    """How a backend emits a reduction: the start value for a dtype and the combine step.
+    `lanes`: a CPU row reduction keeps a vector of partials (LLVM cannot reorder a NaN-exact
+    max, but independent chains vectorize); False where LLVM vectorizes the combine itself."""
+    identity: Callable[[np.dtype], Any]  # e.g. lambda dtype: 0; a Python scalar
+    combine: str                         # e.g. "({acc} + {x})"
+    lanes: bool = True
 
 
 @dataclass(eq=False)
@@ -37,15 +49,31 @@ class Primitive:
     shape: Callable[..., Aval | list[Aval]]
     impl: Callable[..., Any]
     vjp: Callable[..., tuple] | None = None
-    emit: str | Reduce | None = None
+    # scalar template shared by the Numba backends ({0}, {1}: operands; {T}: the output's
+    # scalar type; params by name), a function of the output dtype giving one, or a Reduce
+    emit: str | Reduce | Callable[[np.dtype], str] | None = None
+    # per-backend overrides of `emit` (of a Reduce's combine), keyed by backend module name
+    emit_for: dict[str, str | Callable[[np.dtype], str]] = field(default_factory=dict)
     numpy: tuple[str, ...] = ()
     domain: str | None = None
     erase_after_autodiff: bool = False
-    multiple_results: bool = False
     params: dict = field(default_factory=dict)  # param name -> example value, for tests
+    fusion: str | Callable[[Any], str] = STEP   # LOOP, STEP, or eqn -> LOOP | STEP
+    cheap: bool = False     # cheaper to recompute in a later pass over a row than to stash
+    view: Callable[..., Any] | None = None  # no-copy impl (the result may alias the input)
+    # the output holds the input's elements in the same C order, only the shape differs
+    # (reshape): a contiguous input needs no copy, and inside a loop only size-1 dims move
+    same_order: bool = False
+    # GPU step: lines computing o[i0, ...] from inputs x0, x1, ... (t: the flat index of o)
+    gather: Callable[[Any], list[str]] | None = None
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
+
+    def fuses(self, eqn) -> bool:
+        """Whether fusion puts `eqn` (an equation of this primitive) in a loop nest."""
+        how = self.fusion(eqn) if callable(self.fusion) else self.fusion
+        return how == LOOP
 
     def abstract_eval(self, *avals: Aval, **params) -> list[Aval]:
         out = self.shape(*avals, **params)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError, user_error
 from ..ir import Aval
-from . import ANY, CONTRACT, defprim
+from . import ANY, CONTRACT, STEP, defprim
 from .elementwise import broadcast_shapes
 
 
@@ -33,4 +33,4 @@ def _matmul_vjp(g, out, a, b):
 
 
 matmul_p = defprim("matmul", CONTRACT, shape=_matmul_shape, impl=np.matmul, vjp=_matmul_vjp,
-                   numpy=("matmul",), domain=ANY)
+                   numpy=("matmul",), domain=ANY, fusion=STEP)

@@ -4,6 +4,8 @@ Binary primitives take operands of one dtype (tracejit.numpy promotes before bin
 broadcast like NumPy; autodiff sums a cotangent back to its input's shape, never the rule.
 Emit templates are scalar Python expressions valid in numba.njit and numba.cuda.jit code;
 `{T}` stands for the output's scalar type (e.g. np.float32) so constants keep their dtype.
+The CPU backend overrides the transcendental ones with tracejit's vectorizable math (`vm.*`,
+branch-free, so LLVM vectorizes the loop; libm calls do not vectorize).
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import numpy as np
 
 from ..errors import ShapeError, user_error
 from ..ir import Aval
-from . import ANY, BINARY, NONZERO, POSITIVE, SELECT, SMOOTH, UNARY, UNIT, defprim, is_float
+from . import (ANY, BINARY, LOOP, NONZERO, POSITIVE, SELECT, SMOOTH, UNARY, UNIT, defprim,
+               is_float)
 
 
 def broadcast_shapes(*shapes: tuple[int, ...], op: str = "") -> tuple[int, ...]:
@@ -54,26 +57,43 @@ def zeros_like_ct(x):
 
 def _unary(name, impl, vjp, emit, numpy=(), domain=ANY, **kw):
     return defprim(name, UNARY, shape=same_shape, impl=impl, vjp=vjp, emit=emit,
-                   numpy=numpy, domain=domain, **kw)
+                   numpy=numpy, domain=domain, fusion=LOOP, **kw)
+
+
+def _cpu(fn: str) -> dict:
+    """The CPU backend's override: tracejit's vectorizable `vm.<fn>`."""
+    return {"numba_cpu": f"vm.{fn}({{0}})"}
+
+
+def _gpu_rint(dtype: np.dtype) -> str:
+    """rint on the GPU (NumPy's rint is no CUDA function): round half to even by adding and
+    removing 2**(mantissa bits), which leaves no fraction bits; integers are integral."""
+    if not is_float(dtype):
+        return "{0}"
+    m = f"np.{dtype.name}({2.0 ** np.finfo(dtype).nmant!r})"
+    return f"(math.copysign((abs({{0}}) + {m}) - {m}, {{0}}) if abs({{0}}) < {m} else {{0}})"
 
 
 # ----- unary -----
-neg_p = _unary("neg", np.negative, lambda g, out, x: (-g,), "(-{0})", ("negative",))
+neg_p = _unary("neg", np.negative, lambda g, out, x: (-g,), "(-{0})", ("negative",),
+               cheap=True)
 exp_p = _unary("exp", np.exp, lambda g, out, x: (g * out,), "math.exp({0})", ("exp",),
-               domain=SMOOTH)
+               domain=SMOOTH, emit_for=_cpu("exp"))
 expm1_p = _unary("expm1", np.expm1, lambda g, out, x: (g * (out + 1),), "math.expm1({0})",
-                 ("expm1",), domain=SMOOTH)
+                 ("expm1",), domain=SMOOTH, emit_for=_cpu("expm1"))
 log_p = _unary("log", np.log, lambda g, out, x: (g / x,), "math.log({0})", ("log",),
-               domain=POSITIVE)
+               domain=POSITIVE, emit_for=_cpu("log"))
 log1p_p = _unary("log1p", np.log1p, lambda g, out, x: (g / (x + 1),), "math.log1p({0})",
-                 ("log1p",), domain=POSITIVE)
-sin_p = _unary("sin", np.sin, lambda g, out, x: (g * cos_p.bind(x),), "math.sin({0})", ("sin",))
+                 ("log1p",), domain=POSITIVE, emit_for=_cpu("log1p"))
+# vm.sin/vm.cos are exact only for |x| < vm.TRIG_MAX: the CPU backend guards their range
+sin_p = _unary("sin", np.sin, lambda g, out, x: (g * cos_p.bind(x),), "math.sin({0})", ("sin",),
+               emit_for=_cpu("sin"))
 cos_p = _unary("cos", np.cos, lambda g, out, x: (-(g * sin_p.bind(x)),), "math.cos({0})",
-               ("cos",))
+               ("cos",), emit_for=_cpu("cos"))
 tan_p = _unary("tan", np.tan, lambda g, out, x: (g * (1 + out * out),), "math.tan({0})",
                ("tan",), domain=UNIT)
 tanh_p = _unary("tanh", np.tanh, lambda g, out, x: (g * (1 - out * out),), "math.tanh({0})",
-                ("tanh",))
+                ("tanh",), emit_for=_cpu("tanh"))
 sinh_p = _unary("sinh", np.sinh, lambda g, out, x: (g * cosh_p.bind(x),), "math.sinh({0})",
                 ("sinh",), domain=SMOOTH)
 cosh_p = _unary("cosh", np.cosh, lambda g, out, x: (g * sinh_p.bind(x),), "math.cosh({0})",
@@ -88,21 +108,27 @@ sqrt_p = _unary("sqrt", np.sqrt, lambda g, out, x: (g / (2 * out),), "math.sqrt(
                 ("sqrt",), domain=POSITIVE)
 # d|x|/dx = sign(x), so 0 at x = 0 (as JAX)
 abs_p = _unary("abs", np.abs, lambda g, out, x: (g * sign_p.bind(x),), "abs({0})",
-               ("absolute", "abs"), domain=NONZERO)
+               ("absolute", "abs"), domain=NONZERO, cheap=True)
 logistic_p = _unary("logistic", lambda x: 1 / (1 + np.exp(-x)),
                     lambda g, out, x: (g * (out * (1 - out)),),
-                    "({T}(1) / ({T}(1) + math.exp(-{0})))", domain=ANY)
+                    "({T}(1) / ({T}(1) + math.exp(-{0})))", domain=ANY,
+                    emit_for=_cpu("sigmoid"))
 # piecewise-constant functions: zero gradient everywhere (JAX's convention)
 sign_p = _unary("sign", np.sign, lambda g, out, x: (None,),
-                "({T}(1) if {0} > 0 else ({T}(-1) if {0} < 0 else {0}))", ("sign",))
-floor_p = _unary("floor", np.floor, lambda g, out, x: (None,), "np.floor({0})", ("floor",))
-ceil_p = _unary("ceil", np.ceil, lambda g, out, x: (None,), "np.ceil({0})", ("ceil",))
-round_p = _unary("round", np.rint, lambda g, out, x: (None,), "np.rint({0})", ("rint",))
+                "({T}(1) if {0} > 0 else ({T}(-1) if {0} < 0 else {0}))", ("sign",), cheap=True)
+# CUDA's math.floor/ceil return floats (unlike Python's); NumPy's are no CUDA functions
+floor_p = _unary("floor", np.floor, lambda g, out, x: (None,), "np.floor({0})", ("floor",),
+                 emit_for={"numba_cuda": "math.floor({0})"})
+ceil_p = _unary("ceil", np.ceil, lambda g, out, x: (None,), "np.ceil({0})", ("ceil",),
+                emit_for={"numba_cuda": "math.ceil({0})"})
+round_p = _unary("round", np.rint, lambda g, out, x: (None,), "np.rint({0})", ("rint",),
+                 emit_for={"numba_cuda": _gpu_rint})
 logical_not_p = defprim("logical_not", UNARY, shape=_bool_shape, impl=np.logical_not,
-                        emit="(not {0})", numpy=("logical_not",))
+                        emit="(not {0})", numpy=("logical_not",), fusion=LOOP, cheap=True)
 # identity forward, constant edge backward; erased by passes.simplify once autodiff is done
 stop_gradient_p = _unary("stop_gradient", lambda x: np.array(x, copy=True),
-                         lambda g, out, x: (None,), "{0}", erase_after_autodiff=True)
+                         lambda g, out, x: (None,), "{0}", erase_after_autodiff=True,
+                         cheap=True)
 
 
 def _convert_shape(x: Aval, dtype: np.dtype) -> Aval:
@@ -116,13 +142,15 @@ def _convert_vjp(g, out, x, dtype):
 convert_p = defprim("convert", UNARY, shape=_convert_shape,
                     impl=lambda x, dtype: np.asarray(x).astype(dtype),
                     vjp=_convert_vjp, emit="np.{dtype}({0})", domain=ANY,
-                    params={"dtype": np.dtype(np.float64)})
+                    params={"dtype": np.dtype(np.float64)}, fusion=LOOP, cheap=True)
 
 
 # ----- binary -----
-def _binary(name, impl, vjp, emit, numpy=(), domain=ANY, out_dtype=None):
+def _binary(name, impl, vjp, emit, numpy=(), domain=ANY, out_dtype=None, cheap=False,
+            emit_for=None):
     return defprim(name, BINARY, shape=_binary_shape(name, out_dtype), impl=impl, vjp=vjp,
-                   emit=emit, numpy=numpy, domain=domain)
+                   emit=emit, numpy=numpy, domain=domain, fusion=LOOP, cheap=cheap,
+                   emit_for=emit_for or {})
 
 
 def _pow_vjp(g, out, x, y):
@@ -148,27 +176,36 @@ def _min_vjp(g, out, x, y):
 MAX_EMIT = "({0} if ({0} > {1} or {0} != {0}) else {1})"
 MIN_EMIT = "({0} if ({0} < {1} or {0} != {0}) else {1})"
 
-add_p = _binary("add", np.add, lambda g, out, x, y: (g, g), "({0} + {1})", ("add",))
-sub_p = _binary("sub", np.subtract, lambda g, out, x, y: (g, -g), "({0} - {1})", ("subtract",))
+add_p = _binary("add", np.add, lambda g, out, x, y: (g, g), "({0} + {1})", ("add",),
+                cheap=True)
+sub_p = _binary("sub", np.subtract, lambda g, out, x, y: (g, -g), "({0} - {1})", ("subtract",),
+                cheap=True)
 mul_p = _binary("mul", np.multiply, lambda g, out, x, y: (g * y, g * x), "({0} * {1})",
-                ("multiply",))
+                ("multiply",), cheap=True)
 div_p = _binary("div", np.divide, lambda g, out, x, y: (g / y, -(g * out) / y), "({0} / {1})",
                 ("divide", "true_divide"), domain=NONZERO)
-pow_p = _binary("pow", np.power, _pow_vjp, "({0} ** {1})", ("power",), domain=POSITIVE)
-max_p = _binary("max", np.maximum, _max_vjp, MAX_EMIT, ("maximum",))
-min_p = _binary("min", np.minimum, _min_vjp, MIN_EMIT, ("minimum",))
+pow_p = _binary("pow", np.power, _pow_vjp, "({0} ** {1})", ("power",), domain=POSITIVE,
+                emit_for={"numba_cpu": "vm.pow({0}, {1})"})
+max_p = _binary("max", np.maximum, _max_vjp, MAX_EMIT, ("maximum",), cheap=True,
+                emit_for={"numba_cpu": "vm.maximum({0}, {1})"})
+min_p = _binary("min", np.minimum, _min_vjp, MIN_EMIT, ("minimum",), cheap=True,
+                emit_for={"numba_cpu": "vm.minimum({0}, {1})"})
 
 _BOOL = np.dtype(bool)
 _no_grad = lambda g, out, x, y: (None, None)
-lt_p = _binary("lt", np.less, _no_grad, "({0} < {1})", ("less",), out_dtype=_BOOL)
-le_p = _binary("le", np.less_equal, _no_grad, "({0} <= {1})", ("less_equal",), out_dtype=_BOOL)
-gt_p = _binary("gt", np.greater, _no_grad, "({0} > {1})", ("greater",), out_dtype=_BOOL)
+lt_p = _binary("lt", np.less, _no_grad, "({0} < {1})", ("less",), out_dtype=_BOOL, cheap=True)
+le_p = _binary("le", np.less_equal, _no_grad, "({0} <= {1})", ("less_equal",), out_dtype=_BOOL,
+               cheap=True)
+gt_p = _binary("gt", np.greater, _no_grad, "({0} > {1})", ("greater",), out_dtype=_BOOL,
+               cheap=True)
 ge_p = _binary("ge", np.greater_equal, _no_grad, "({0} >= {1})", ("greater_equal",),
-               out_dtype=_BOOL)
-eq_p = _binary("eq", np.equal, _no_grad, "({0} == {1})", ("equal",), out_dtype=_BOOL)
-ne_p = _binary("ne", np.not_equal, _no_grad, "({0} != {1})", ("not_equal",), out_dtype=_BOOL)
-and_p = _binary("and", np.logical_and, _no_grad, "({0} and {1})", ("logical_and",))
-or_p = _binary("or", np.logical_or, _no_grad, "({0} or {1})", ("logical_or",))
+               out_dtype=_BOOL, cheap=True)
+eq_p = _binary("eq", np.equal, _no_grad, "({0} == {1})", ("equal",), out_dtype=_BOOL,
+               cheap=True)
+ne_p = _binary("ne", np.not_equal, _no_grad, "({0} != {1})", ("not_equal",), out_dtype=_BOOL,
+               cheap=True)
+and_p = _binary("and", np.logical_and, _no_grad, "({0} and {1})", ("logical_and",), cheap=True)
+or_p = _binary("or", np.logical_or, _no_grad, "({0} or {1})", ("logical_or",), cheap=True)
 
 
 # ----- select -----
@@ -179,4 +216,5 @@ def _select_shape(c: Aval, x: Aval, y: Aval) -> Aval:
 
 select_p = defprim("select", SELECT, shape=_select_shape, impl=np.where,
                    vjp=lambda g, out, c, x, y: (None, select(c, g, 0), select(c, 0, g)),
-                   emit="({1} if {0} else {2})", numpy=("where",), domain=ANY)
+                   emit="({1} if {0} else {2})", numpy=("where",), domain=ANY, fusion=LOOP,
+                   cheap=True)

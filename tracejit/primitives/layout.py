@@ -1,13 +1,30 @@
 """Layout primitives: they move or replicate data without arithmetic. Fusion turns the ones
-it can express as an index map (broadcast, unit-dim reshape, transpose, slice, rev) into
-indexing inside a loop; the rest materialize."""
+it can express as an index map inside a loop (broadcast, a reshape that only adds or removes
+size-1 dims) into indexing; the rest are steps: a NumPy view or call on the CPU (`view`,
+`impl`), a gather kernel on the GPU whose loop body `gather` writes.
+
+A gather body computes one output element `o[i0, i1, ...]` from the inputs `x0, x1, ...`
+(arrays with `.shape`); `t` is the output element's flat C-order index."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import ShapeError, user_error
 from ..ir import Aval
-from . import ANY, LAYOUT, defprim
+from . import ANY, LAYOUT, LOOP, STEP, defprim
+
+
+def _ix(names: list[str]) -> str:
+    return ", ".join(names) or "0"
+
+
+def _out(e) -> str:
+    return f"o[{_ix([f'i{d}' for d in range(e.outputs[0].aval.ndim)])}]"
+
+
+def _reads(src):
+    """A gather body that reads x0 at `src(eqn)`, one index expression per x0 dimension."""
+    return lambda e: [f"{_out(e)} = x0[{_ix(src(e))}]"]
 
 
 # ----- broadcast (NumPy's broadcast_to) -----
@@ -19,10 +36,18 @@ def _broadcast_shape(x: Aval, shape: tuple[int, ...]) -> Aval:
     return Aval(tuple(shape), x.dtype)
 
 
+def _broadcast_src(e) -> list[str]:
+    x, out = e.inputs[0].aval, e.outputs[0].aval
+    return ["0" if n == 1 else f"i{out.ndim - x.ndim + d}" for d, n in enumerate(x.shape)]
+
+
+# in a loop, broadcasting is indexing: the emitted value is the operand itself
 broadcast_p = defprim("broadcast", LAYOUT, shape=_broadcast_shape,
                       impl=lambda x, shape: np.broadcast_to(x, shape).copy(),
                       vjp=lambda g, out, x, shape: (g,),  # autodiff sums it back (unbroadcast)
-                      domain=ANY, params={"shape": (2, 3)})
+                      domain=ANY, params={"shape": (2, 3)}, emit="{0}", fusion=LOOP,
+                      cheap=True, view=lambda x, shape: np.broadcast_to(x, shape),
+                      gather=_reads(_broadcast_src))
 
 
 # ----- reshape -----
@@ -33,10 +58,32 @@ def _reshape_shape(x: Aval, shape: tuple[int, ...]) -> Aval:
     return Aval(tuple(shape), x.dtype)
 
 
+def _reshape_fusion(e) -> str:
+    """A loop's indexing when only size-1 dims are added or removed; else a step."""
+    def big(shape):
+        return [d for d in shape if d != 1]
+    return LOOP if big(e.inputs[0].aval.shape) == big(e.outputs[0].aval.shape) else STEP
+
+
+def _reshape_gather(e) -> list[str]:
+    """The same flat index, split over the input's shape."""
+    x = e.inputs[0].aval
+    src = [f"j{d}" for d in range(x.ndim)]
+    lines = []
+    if src:
+        lines.append("q = t")
+        for d in range(x.ndim - 1, 0, -1):
+            lines += [f"j{d} = q % x0.shape[{d}]", f"q = q // x0.shape[{d}]"]
+        lines.append("j0 = q")
+    return lines + [f"{_out(e)} = x0[{_ix(src)}]"]
+
+
 reshape_p = defprim("reshape", LAYOUT, shape=_reshape_shape,
                     impl=lambda x, shape: np.reshape(x, shape).copy(),
                     vjp=lambda g, out, x, shape: (reshape_p.bind(g, shape=x.shape),),
-                    domain=ANY, params={"shape": (-1,)})
+                    domain=ANY, params={"shape": (-1,)}, emit="{0}", fusion=_reshape_fusion,
+                    cheap=True, view=lambda x, shape: np.reshape(x, shape), same_order=True,
+                    gather=_reshape_gather)
 
 
 # ----- transpose -----
@@ -47,7 +94,10 @@ def _transpose_vjp(g, out, x, perm):
 transpose_p = defprim("transpose", LAYOUT,
                       shape=lambda x, perm: Aval(tuple(x.shape[p] for p in perm), x.dtype),
                       impl=lambda x, perm: np.transpose(x, perm).copy(), vjp=_transpose_vjp,
-                      domain=ANY, params={"perm": (1, 0)})
+                      domain=ANY, params={"perm": (1, 0)},
+                      view=lambda x, perm: np.transpose(x, perm),
+                      gather=_reads(lambda e: [f"i{list(e.params['perm']).index(d)}"
+                                               for d in range(len(e.params["perm"]))]))
 
 
 # ----- slice (positive strides; negative steps are rev + slice) -----
@@ -59,8 +109,12 @@ def _slice_shape(x: Aval, starts, limits, strides) -> Aval:
     return Aval(tuple(_slice_len(*t) for t in zip(starts, limits, strides)), x.dtype)
 
 
+def _slice_view(x, starts, limits, strides):
+    return x[tuple(map(slice, starts, limits, strides))]
+
+
 def _slice_impl(x, starts, limits, strides):
-    return np.asarray(x)[tuple(map(slice, starts, limits, strides))].copy()
+    return _slice_view(np.asarray(x), starts, limits, strides).copy()
 
 
 def _slice_vjp(g, out, x, starts, limits, strides):
@@ -76,7 +130,10 @@ def _slice_vjp(g, out, x, starts, limits, strides):
 
 
 slice_p = defprim("slice", LAYOUT, shape=_slice_shape, impl=_slice_impl, vjp=_slice_vjp,
-                  domain=ANY, params={"starts": (0,), "limits": (1,), "strides": (1,)})
+                  domain=ANY, params={"starts": (0,), "limits": (1,), "strides": (1,)},
+                  view=_slice_view, gather=_reads(lambda e: [
+                      f"{s} + {st} * i{d}" for d, (s, st) in enumerate(
+                          zip(e.params["starts"], e.params["strides"]))]))
 
 
 # ----- pad with zeros (lo/hi >= 0; `interior` zeros between elements) -----
@@ -103,15 +160,28 @@ def _pad_vjp(g, out, x, lo, hi, interior):
                          strides=tuple(s.step for s in idx)),)
 
 
+def _pad_gather(e) -> list[str]:
+    lines, p, o = ["ok = True"], e.params, _out(e)
+    for d, (lo, inner) in enumerate(zip(p["lo"], p["interior"])):
+        lines += [f"j{d} = i{d} - {lo}",
+                  (f"if j{d} < 0 or j{d} % {inner + 1} != 0 or j{d} // {inner + 1} >= "
+                   f"x0.shape[{d}]:"), "    ok = False"]
+    src = [f"j{d} // {inner + 1}" for d, inner in enumerate(p["interior"])]
+    return lines + ["if ok:", f"    {o} = x0[{_ix(src)}]", "else:", f"    {o} = 0"]
+
+
 pad_p = defprim("pad", LAYOUT, shape=_pad_shape, impl=_pad_impl, vjp=_pad_vjp, domain=ANY,
-                params={"lo": (0,), "hi": (0,), "interior": (0,)})
+                params={"lo": (0,), "hi": (0,), "interior": (0,)}, gather=_pad_gather)
 
 
 # ----- rev (reverse along axes) -----
 rev_p = defprim("rev", LAYOUT, shape=lambda x, axes: x,
                 impl=lambda x, axes: np.flip(x, axes).copy(),
                 vjp=lambda g, out, x, axes: (rev_p.bind(g, axes=axes),), domain=ANY,
-                params={"axes": (0,)})
+                params={"axes": (0,)}, view=lambda x, axes: np.flip(x, axes),
+                gather=_reads(lambda e: [
+                    f"x0.shape[{d}] - 1 - i{d}" if d in e.params["axes"] else f"i{d}"
+                    for d in range(e.inputs[0].aval.ndim)]))
 
 
 # ----- concatenate -----
@@ -137,6 +207,21 @@ def _concat_vjp(g, out, *xs, axis):
     return tuple(cts)
 
 
+def _concat_gather(e) -> list[str]:
+    """Walk the inputs along the axis until the index falls inside one."""
+    n, axis, ndim, o = len(e.inputs), e.params["axis"], e.outputs[0].aval.ndim, _out(e)
+    lines, ind = [f"a = i{axis}"], ""
+    for k in range(n):
+        src = _ix([("a" if d == axis else f"i{d}") for d in range(ndim)])
+        if k == n - 1:
+            lines.append(f"{ind}{o} = x{k}[{src}]")
+            break
+        lines += [f"{ind}if a < x{k}.shape[{axis}]:", f"{ind}    {o} = x{k}[{src}]",
+                  f"{ind}else:", f"{ind}    a -= x{k}.shape[{axis}]"]
+        ind += "    "
+    return lines
+
+
 concatenate_p = defprim("concatenate", LAYOUT, shape=_concat_shape,
                         impl=lambda *xs, axis: np.concatenate(xs, axis=axis), vjp=_concat_vjp,
-                        domain=ANY, params={"axis": 0})
+                        domain=ANY, params={"axis": 0}, gather=_concat_gather)

@@ -1,12 +1,13 @@
 """Reductions over `axes`. The output keeps the reduced axes as size-1 dimensions, so the
 value broadcasts straight back against the operand (softmax's `x - max(x)`); NumPy's
-keepdims=False is a reshape after it. Backends emit them as accumulators."""
+keepdims=False is a reshape after it. Backends emit them as accumulators; argmax/argmin are
+steps (NumPy on the CPU, a gather kernel on the GPU)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..ir import Aval
-from . import ANY, REDUCE, Reduce, defprim
+from . import ANY, LOOP, REDUCE, STEP, Reduce, defprim, is_float
 from .elementwise import MAX_EMIT, MIN_EMIT, convert, select
 
 
@@ -49,22 +50,59 @@ def _prod_vjp(g, out, x, axes):
     return (g * select(zeros == 0, nonzero_prod / safe, one_zero),)
 
 
+def _lowest(dtype: np.dtype):
+    """Where a max starts: -inf, or an integer type's minimum (inf converts to no integer)."""
+    if is_float(dtype):
+        return -np.inf
+    return False if dtype.kind == "b" else int(np.iinfo(dtype).min)
+
+
+def _highest(dtype: np.dtype):
+    if is_float(dtype):
+        return np.inf
+    return True if dtype.kind == "b" else int(np.iinfo(dtype).max)
+
+
+# the CPU combines carry 'reassoc' (vm.radd, vm.rmul): LLVM vectorizes a sum by itself;
+# NaN-exact max/min and prod keep vector lanes of partials in a row (Reduce.lanes)
 reduce_sum_p = defprim("reduce_sum", REDUCE, shape=_reduce_shape, impl=_np_reduce(np.sum),
-                       vjp=_sum_vjp, emit=Reduce("{T}(0)", "({acc} + {x})"), domain=ANY,
-                       params={"axes": (0,)})
+                       vjp=_sum_vjp, emit=Reduce(lambda dtype: 0, "({acc} + {x})", lanes=False),
+                       emit_for={"numba_cpu": "vm.radd({acc}, {x})"}, domain=ANY,
+                       params={"axes": (0,)}, fusion=LOOP)
 reduce_max_p = defprim("reduce_max", REDUCE, shape=_reduce_shape, impl=_np_reduce(np.max),
-                       vjp=_extremum_vjp, emit=Reduce("-{T}(np.inf)", MAX_EMIT.format(
-                           "{x}", "{acc}")), domain=ANY, params={"axes": (0,)})
+                       vjp=_extremum_vjp, emit=Reduce(_lowest, MAX_EMIT.format("{x}", "{acc}")),
+                       emit_for={"numba_cpu": "vm.maximum({acc}, {x})"}, domain=ANY,
+                       params={"axes": (0,)}, fusion=LOOP)
 reduce_min_p = defprim("reduce_min", REDUCE, shape=_reduce_shape, impl=_np_reduce(np.min),
-                       vjp=_extremum_vjp, emit=Reduce("{T}(np.inf)", MIN_EMIT.format(
-                           "{x}", "{acc}")), domain=ANY, params={"axes": (0,)})
+                       vjp=_extremum_vjp, emit=Reduce(_highest, MIN_EMIT.format("{x}", "{acc}")),
+                       emit_for={"numba_cpu": "vm.minimum({acc}, {x})"}, domain=ANY,
+                       params={"axes": (0,)}, fusion=LOOP)
 reduce_prod_p = defprim("reduce_prod", REDUCE, shape=_reduce_shape, impl=_np_reduce(np.prod),
-                        vjp=_prod_vjp, emit=Reduce("{T}(1)", "({acc} * {x})"), domain=ANY,
-                        params={"axes": (0,)})
+                        vjp=_prod_vjp, emit=Reduce(lambda dtype: 1, "({acc} * {x})"),
+                        emit_for={"numba_cpu": "vm.rmul({acc}, {x})"}, domain=ANY,
+                        params={"axes": (0,)}, fusion=LOOP)
+
+
+def _arg_gather(better: str):
+    """GPU step body: the first index of the max (min) along the axis; the first NaN wins,
+    as in NumPy."""
+    def lines(e) -> list[str]:
+        axis, ndim = e.params["axes"][0], e.inputs[0].aval.ndim
+
+        def at(j: str) -> str:
+            return ", ".join(j if d == axis else f"i{d}" for d in range(ndim)) or "0"
+        o = ", ".join(f"i{d}" for d in range(ndim)) or "0"
+        return [f"best = x0[{at('0')}]", "idx = 0", f"for j in range(1, x0.shape[{axis}]):",
+                "    if best != best:", "        break", f"    y = x0[{at('j')}]",
+                f"    if y {better} best or y != y:", "        best = y", "        idx = j",
+                f"o[{o}] = idx"]
+    return lines
+
+
 # forward only: integer outputs carry no gradient
 argmax_p = defprim("argmax", REDUCE, shape=_arg_shape,
                    impl=lambda x, axes: np.argmax(x, axis=axes[0], keepdims=True),
-                   params={"axes": (0,)})
+                   params={"axes": (0,)}, fusion=STEP, gather=_arg_gather(">"))
 argmin_p = defprim("argmin", REDUCE, shape=_arg_shape,
                    impl=lambda x, axes: np.argmin(x, axis=axes[0], keepdims=True),
-                   params={"axes": (0,)})
+                   params={"axes": (0,)}, fusion=STEP, gather=_arg_gather("<"))
