@@ -1,6 +1,5 @@
-"""Shared test helpers: backends to run against, input sampling by domain, and `check_vjp`
-(gradients against central finite differences in float64, in one random direction, as
-autograd's and JAX's `check_vjp`)."""
+"""Shared test helpers: backends to run against, input sampling by domain, comparison with
+NumPy. Gradients are checked with the public `tj.check_grads` (the one checker)."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,8 +7,6 @@ import os
 
 import numpy as np
 
-import tracejit as tj
-from tracejit import pytree
 from tracejit.primitives import ANY, GE1, NONZERO, POSITIVE, SMOOTH, UNIT
 
 BACKENDS = ["interpreter"]
@@ -35,76 +32,6 @@ def sample(domain: str | None, shape, rng: np.random.Generator, dtype=np.float64
     else:
         raise AssertionError(f"unknown domain {domain!r}")
     return np.asarray(x, dtype=dtype)
-
-
-def _as_f64(x):
-    if isinstance(x, (float, int)) and not isinstance(x, bool):
-        return float(x)
-    arr = np.asarray(x)
-    return arr.astype(np.float64) if np.issubdtype(arr.dtype, np.floating) else x
-
-
-def _vdot(a, b) -> float:
-    return float(np.sum(np.asarray(a, np.float64) * np.asarray(b, np.float64)))
-
-
-def check_vjp(f, args, argnums=0, backend: str = "interpreter", *, eps: float = 1e-6,
-              rtol: float = 1e-5, atol: float = 1e-7, seed: int = 0, grads=None):
-    """Assert <u, grad f> == (f(x + h u) - f(x - h u)) / 2h in float64 for a random u.
-
-    `f` must run on plain NumPy arrays too (it is evaluated eagerly for the differences, so
-    the oracle is NumPy, not tracejit). `argnums` is an int or a tuple; arguments may be
-    pytrees. Returns the gradients tracejit computed. `grads` may be passed in precomputed
-    (e.g. from a nested transformation)."""
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    args = [pytree.tree_map(_as_f64, a) for a in args]
-    if grads is None:
-        grads = tj.grad(f, argnums=nums, backend=backend)(*args)
-    assert isinstance(grads, tuple) and len(grads) == len(nums), \
-        f"grad(argnums={nums}) returned {type(grads).__name__} of length " \
-        f"{len(grads) if isinstance(grads, tuple) else '?'}"
-    rng = np.random.default_rng(seed)
-    directions, analytic = [], 0.0
-    for i, g in zip(nums, grads):
-        leaves, tree = pytree.flatten(args[i])
-        g_leaves, g_tree = pytree.flatten(g)
-        assert g_tree == tree, f"gradient of argument {i} has structure {g_tree}, expected {tree}"
-        us = []
-        for x, gx in zip(leaves, g_leaves):
-            assert np.shape(gx) == np.shape(x), \
-                f"gradient of argument {i} has shape {np.shape(gx)}, input {np.shape(x)}"
-            assert np.all(np.isfinite(gx)), f"non-finite gradient for argument {i}: {gx}"
-            u = rng.standard_normal(np.shape(x))
-            us.append(u)
-            analytic += _vdot(u, gx)
-        directions.append((i, us, tree))
-
-    with np.errstate(all="ignore"):
-        # one common step: the relative step of the largest argument
-        scale = max([1.0] + [float(np.max(np.abs(x))) for i, _, _ in directions
-                             for x in pytree.flatten(args[i])[0] if np.size(x)])
-        h = eps * scale
-        plus = _shift_all(args, directions, h)
-        minus = _shift_all(args, directions, -h)
-        fp, fm = float(np.asarray(f(*plus))), float(np.asarray(f(*minus)))
-    numeric = (fp - fm) / (2 * h)
-    f0 = float(np.asarray(f(*args)))
-    # truncation error is O(h^2); rounding error of the difference is ~1e-16 |f| / h
-    tol = atol + rtol * max(abs(numeric), abs(analytic)) + 1e-14 * (abs(f0) + abs(fp)) / h
-    assert abs(numeric - analytic) <= tol, (
-        f"VJP check failed ({backend}): <u, grad> = {analytic!r} but finite differences give "
-        f"{numeric!r} (|diff| {abs(numeric - analytic):.3g} > tol {tol:.3g}); f(x) = {f0!r}, "
-        f"argnums={nums}, shapes={[np.shape(a) for a in pytree.flatten(args)[0]]}")
-    return grads
-
-
-def _shift_all(args, directions, h):
-    new = list(args)
-    for i, us, tree in directions:
-        leaves, _ = pytree.flatten(args[i])
-        new[i] = pytree.unflatten(tree, [np.asarray(x, np.float64) + h * u
-                                         for x, u in zip(leaves, us)])
-    return new
 
 
 def line_of(path: str, marker: str) -> int:

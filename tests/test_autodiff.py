@@ -12,7 +12,6 @@ import tracejit.numpy as tnp
 from tracejit import passes
 from tracejit.autodiff import vjp_graph
 from tracejit.ir import Var, check_graph
-from helpers import check_vjp
 
 # ----- grad(grad(f)) against analytic second derivatives -----
 SECOND_DERIVATIVES = {
@@ -91,7 +90,7 @@ def test_value_and_grad_inside_grad(backend):
         v, g = tj.value_and_grad(lambda y: np.sum(np.sin(y) * x))(x)
         return v + np.sum(g)  # sum(sin(x) x) + sum(cos(x) x)
     x = np.array([0.1, 0.9])
-    check_vjp(f, [x], argnums=(0,), backend=backend)
+    tj.check_grads(f, [x], argnums=(0,), backend=backend)
 
 
 # ----- pytrees -----
@@ -108,7 +107,7 @@ def test_pytree_arguments_and_gradients(backend):
     assert isinstance(g["b"], list) and len(g["b"]) == 2
     assert isinstance(g["nested"], tuple) and isinstance(g["nested"][0], dict)
     assert g["w"].shape == (2, 2) and g["b"][0].shape == (2,) and np.shape(g["b"][1]) == ()
-    check_vjp(loss, [params, x], argnums=(0, 1), backend=backend)
+    tj.check_grads(loss, [params, x], argnums=(0, 1), backend=backend)
 
 
 def test_pytree_tuple_and_list_args(backend):

@@ -8,7 +8,7 @@ import pytest
 
 import tracejit as tj
 from tracejit import passes
-from tracejit.check import GradientCheckError
+from tracejit.gradcheck import GradientCheckError
 
 
 @tj.custom_vjp

@@ -1,17 +1,18 @@
 """Property-based: hypothesis builds random expression programs (a DAG of unary/binary ops
-over 1-3 inputs of broadcastable shapes, ending in a sum/mean/max reduction) and checks
+over 1-3 inputs of broadcastable shapes; the last value goes through a sum/mean/max/logsumexp
+reduction and every other value is summed into the loss with its own weight) and checks
 tracejit's forward value against NumPy running the same program, and its gradient against
 finite differences in float64, on each backend."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import BACKENDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tracejit as tj
 import tracejit.numpy as tnp
-from helpers import BACKENDS, check_vjp
 
 # ops smooth and finite on all of R (so any composition stays in their domain)
 UNARY = {
@@ -85,9 +86,12 @@ def build(ops, reduction):
         for name, idx in ops:
             fn = UNARY.get(name) or BINARY[name]
             values.append(fn(*[values[i] for i in idx]))
-        # the last value, plus every input so each one is used with a broadcastable shape
-        out = values[-1]
-        return REDUCTIONS[reduction](out)
+        # every value (inputs and intermediates) reaches the loss, each with its own weight,
+        # so a wrong gradient on any path shows; the last value goes through `reduction`
+        loss = REDUCTIONS[reduction](values[-1])
+        for k, v in enumerate(values[:-1]):
+            loss = loss + np.sum(v) * (0.5 + 0.25 * k)
+        return loss
     return program
 
 
@@ -117,8 +121,8 @@ def check_program(prog_spec, backend):
                                      backend=backend)(*xs)
     np.testing.assert_allclose(value, want, rtol=1e-10, atol=1e-12)
     try:
-        check_vjp(program, xs, argnums=tuple(range(len(xs))), backend=backend, grads=grads,
-                  rtol=1e-5, atol=1e-6)
+        tj.check_grads(program, xs, argnums=tuple(range(len(xs))), backend=backend,
+                       grads=grads, rtol=1e-5, atol=1e-6)
     except AssertionError as e:
         raise AssertionError(f"{describe(shapes, ops, reduction)}: {e}") from None
 
@@ -136,10 +140,13 @@ def test_random_program_numba(prog_spec):
 
 
 def test_program_builder_matches_hand_written():
-    """The harness itself: a known program and gradient."""
+    """The harness itself: a known program and gradient. Values: x, y, x*y, tanh(x*y); the
+    last is summed, the others enter the loss with weights 0.5, 0.75 and 1.0."""
     prog = build([("mul", (0, 1)), ("tanh", (2,))], "sum")
     x, y = np.array([0.5, -1.0]), np.array([2.0, 0.25])
-    np.testing.assert_allclose(prog(x, y), np.sum(np.tanh(x * y)))
+    t = np.tanh(x * y)
+    np.testing.assert_allclose(prog(x, y), np.sum(t) + 0.5 * np.sum(x) + 0.75 * np.sum(y)
+                               + 1.0 * np.sum(x * y))
     gx, gy = tj.grad(prog, argnums=(0, 1))(x, y)
-    np.testing.assert_allclose(gx, y * (1 - np.tanh(x * y) ** 2))
-    np.testing.assert_allclose(gy, x * (1 - np.tanh(x * y) ** 2))
+    np.testing.assert_allclose(gx, y * (1 - t ** 2) + 0.5 + y)
+    np.testing.assert_allclose(gy, x * (1 - t ** 2) + 0.75 + x)

@@ -11,7 +11,7 @@ from .api import (
     value_and_grad,
     wait_compiled,
 )
-from .check import check_grads
+from .gradcheck import check_grads
 from .custom import custom_vjp
 from .errors import (
                      ArgnumsError,

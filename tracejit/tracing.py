@@ -1,8 +1,9 @@
 """Tracing: Tracer objects stand in for arrays and record every operation as an equation.
 
-Python operators, `__array_ufunc__` and `__array_function__` route plain NumPy calls on a
-Tracer into `tracejit.numpy`, which binds primitives. Python control flow runs at trace time;
-asking a tracer for a concrete value raises an error naming the user's line.
+Python operators, `__array_ufunc__` and `__array_function__` (installed by `tracejit.numpy`)
+route plain NumPy calls on a Tracer into `tracejit.numpy`, which binds primitives. Python
+control flow runs at trace time; asking a tracer for a concrete value raises an error naming
+the user's line.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from . import pytree
 from .errors import TracejitError, TracerBoolError, UnsupportedError, user_error, user_frame
 from .ir import Atom, Aval, Eqn, Graph, Literal, Var
+from .primitives.elementwise import stop_gradient_p
 
 _TRACE_STACK: list[Trace] = []
 
@@ -63,8 +65,8 @@ class Trace:
         avals = prim.abstract_eval(*[a.aval for a in atoms], **params)
         outs = tuple(Var(a) for a in avals)
         self.eqns.append(Eqn(prim, atoms, dict(params), outs, user_frame()))
-        tracers = [Tracer(self, v) for v in outs]
-        return tracers[0]
+        (out,) = outs
+        return Tracer(self, out)
 
     def graph(self, outputs: list[Any]) -> Graph:
         outs = [self.to_atom(o, None) for o in outputs]
@@ -164,41 +166,20 @@ class Tracer:
 
     __hash__ = object.__hash__
 
-    # --- NumPy protocols ---
-    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        from . import numpy as tnp
-        return tnp.apply_ufunc(ufunc, method, inputs, kwargs)
-
-    def __array_function__(self, func, types, args, kwargs):
-        from . import numpy as tnp
-        return tnp.apply_function(func, args, kwargs)
+    # NumPy's protocols and Python's arithmetic operators are installed by tracejit.numpy
+    # (numpy/protocols.py), which routes them to the function of the same meaning
 
 
-def _install_operators() -> None:
-    """Python operators on tracers call the tracejit.numpy function of the same meaning."""
-    from . import numpy as tnp
-    binary = {"add": tnp.add, "sub": tnp.subtract, "mul": tnp.multiply,
-              "truediv": tnp.divide, "pow": tnp.power, "matmul": tnp.matmul,
-              "and": tnp.logical_and, "or": tnp.logical_or, "xor": tnp.logical_xor,
-              "floordiv": tnp.floor_divide, "mod": tnp.mod}
-    for name, fn in binary.items():
-        setattr(Tracer, f"__{name}__", lambda a, b, fn=fn: fn(a, b))
-        setattr(Tracer, f"__r{name}__", lambda a, b, fn=fn: fn(b, a))
-    compare = {"lt": tnp.less, "le": tnp.less_equal, "gt": tnp.greater,
-               "ge": tnp.greater_equal, "eq": tnp.equal, "ne": tnp.not_equal}
-    for name, fn in compare.items():
-        setattr(Tracer, f"__{name}__", lambda a, b, fn=fn: fn(a, b))
-    Tracer.__neg__ = lambda a: tnp.negative(a)
-    Tracer.__pos__ = lambda a: a
-    Tracer.__abs__ = lambda a: tnp.abs(a)
-    Tracer.__invert__ = lambda a: tnp.logical_not(a)
-    Tracer.__getitem__ = lambda a, idx: tnp.getitem(a, idx)
-    Tracer.T = property(lambda a: tnp.transpose(a))
-    for name in ("sum", "mean", "max", "min", "prod", "var", "std", "argmax", "argmin",
-                 "reshape", "transpose", "squeeze", "astype", "clip", "ravel", "flatten",
-                 "swapaxes", "dot", "round"):
-        fn = getattr(tnp, name)
-        setattr(Tracer, name, lambda a, *args, fn=fn, **kw: fn(a, *args, **kw))
+def stop_gradient(x: Any) -> Any:
+    """Identity in the forward pass; a constant edge for autodiff (no gradient flows through).
+
+    Like jax.lax.stop_gradient and tf.stop_gradient. Works on pytrees of arrays.
+
+    Example:
+        >>> tj.grad(lambda x: np.sum(x * tj.stop_gradient(x)))(np.ones(2))  # d/dx x*c = c
+        array([1., 1.])
+    """
+    return pytree.tree_map(lambda v: stop_gradient_p.bind(v) if isinstance(v, Tracer) else v, x)
 
 
 def unsupported(name: str, fix: str | None = None) -> UnsupportedError:

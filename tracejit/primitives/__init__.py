@@ -91,11 +91,23 @@ class Primitive:
 REGISTRY: dict[str, Primitive] = {}
 
 
+_LISTENERS: list[Callable[[Primitive], None]] = []
+
+
 def defprim(name: str, kind: str, **fields) -> Primitive:
+    """Declare a primitive: everything about it, in one call (see Primitive's fields)."""
     assert name not in REGISTRY, f"primitive {name} declared twice"
     prim = Primitive(name, kind, **fields)
     REGISTRY[name] = prim
+    for listener in _LISTENERS:
+        listener(prim)
     return prim
+
+
+def on_register(listener: Callable[[Primitive], None]) -> None:
+    """Call `listener(prim)` for each primitive declared from now on (tracejit.numpy
+    generates the wrappers of a primitive declared after import this way)."""
+    _LISTENERS.append(listener)
 
 
 def _find_trace(args):

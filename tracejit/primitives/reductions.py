@@ -65,19 +65,23 @@ def _highest(dtype: np.dtype):
 
 # the CPU combines carry 'reassoc' (vm.radd, vm.rmul): LLVM vectorizes a sum by itself;
 # NaN-exact max/min and prod keep vector lanes of partials in a row (Reduce.lanes)
-reduce_sum_p = defprim("reduce_sum", REDUCE, shape=_reduce_shape, impl=_np_reduce(np.sum),
+reduce_sum_p = defprim("reduce_sum", REDUCE, numpy=("sum",),
+                       shape=_reduce_shape, impl=_np_reduce(np.sum),
                        vjp=_sum_vjp, emit=Reduce(lambda dtype: 0, "({acc} + {x})", lanes=False),
                        emit_for={"numba_cpu": "vm.radd({acc}, {x})"}, domain=ANY,
                        params={"axes": (0,)}, fusion=LOOP)
-reduce_max_p = defprim("reduce_max", REDUCE, shape=_reduce_shape, impl=_np_reduce(np.max),
+reduce_max_p = defprim("reduce_max", REDUCE, numpy=("max", "amax"),
+                       shape=_reduce_shape, impl=_np_reduce(np.max),
                        vjp=_extremum_vjp, emit=Reduce(_lowest, MAX_EMIT.format("{x}", "{acc}")),
                        emit_for={"numba_cpu": "vm.maximum({acc}, {x})"}, domain=ANY,
                        params={"axes": (0,)}, fusion=LOOP)
-reduce_min_p = defprim("reduce_min", REDUCE, shape=_reduce_shape, impl=_np_reduce(np.min),
+reduce_min_p = defprim("reduce_min", REDUCE, numpy=("min", "amin"),
+                       shape=_reduce_shape, impl=_np_reduce(np.min),
                        vjp=_extremum_vjp, emit=Reduce(_highest, MIN_EMIT.format("{x}", "{acc}")),
                        emit_for={"numba_cpu": "vm.minimum({acc}, {x})"}, domain=ANY,
                        params={"axes": (0,)}, fusion=LOOP)
-reduce_prod_p = defprim("reduce_prod", REDUCE, shape=_reduce_shape, impl=_np_reduce(np.prod),
+reduce_prod_p = defprim("reduce_prod", REDUCE, numpy=("prod",),
+                        shape=_reduce_shape, impl=_np_reduce(np.prod),
                         vjp=_prod_vjp, emit=Reduce(lambda dtype: 1, "({acc} * {x})"),
                         emit_for={"numba_cpu": "vm.rmul({acc}, {x})"}, domain=ANY,
                         params={"axes": (0,)}, fusion=LOOP)

@@ -1,0 +1,48 @@
+"""Composites used in ML, written with the functions above so they differentiate and fuse
+like anything else: sigmoid, relu, softplus, logsumexp, softmax, log_softmax."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..primitives import REGISTRY
+from ..tracing import stop_gradient
+from .elementwise import absolute, exp, greater, isfinite, log, log1p, maximum, where
+from .promotion import astype, axes_of, drop_axes, is_concrete, result_dtype
+from .reductions import max as _max
+from .reductions import sum as _sum
+
+
+def sigmoid(x):
+    """Logistic function 1 / (1 + exp(-x)), one primitive (`logistic`)."""
+    if is_concrete(x):
+        x = np.asarray(x)
+        return 1 / (1 + np.exp(-x))
+    return REGISTRY["logistic"].bind(astype(x, result_dtype(np.exp, x)))
+
+
+def relu(x):
+    """max(x, 0) with gradient 0 at x == 0 (as jax.nn.relu)."""
+    return where(greater(x, 0), x, 0)
+
+
+def softplus(x):
+    """log(1 + exp(x)), stable for large |x|: max(x, 0) + log1p(exp(-|x|))."""
+    return maximum(x, 0) + log1p(exp(-absolute(x)))
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))) without overflow: the max is subtracted under stop_gradient."""
+    m = _max(x, axis=axis, keepdims=True)
+    m = stop_gradient(where(isfinite(m), m, 0))
+    out = log(_sum(exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else drop_axes(out, axes_of(axis, out.ndim))
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along `axis`, with the max subtracted under stop_gradient."""
+    e = exp(x - stop_gradient(_max(x, axis=axis, keepdims=True)))
+    return e / _sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    return x - logsumexp(x, axis=axis, keepdims=True)
