@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import config, passes, pytree
+from . import config, fusion, passes, pytree
 from .autodiff import vjp_graph
 from .backends import device_shape_dtype, get_backend, is_device_array, to_host
 from .errors import (
@@ -246,9 +246,15 @@ class Transformed:
         if config.DEBUG:
             print(f"--- {self.name}: joint graph ---\n{graph}")
         backend, device = self._placement(leaves)
-        exe = get_backend(backend).compile(
-            graph, name=getattr(self.fn, "__name__", "fn"), reuse_buffers=self.reuse_buffers,
-            device=device)
+        be = get_backend(backend)
+        # a backend whose fast code is exact only in a range declares it: the plan then
+        # counts arguments beyond it, and the backend reruns the unguarded plan when any are
+        guarded = passes.guard_ranges(graph, be.RANGE_LIMITS) if getattr(
+            be, "RANGE_LIMITS", None) else None
+        plan = fusion.plan(guarded or graph)
+        fallback = fusion.plan(graph) if guarded else None
+        exe = be.compile(plan, fallback=fallback, name=getattr(self.fn, "__name__", "fn"),
+                         reuse_buffers=self.reuse_buffers, device=device)
         run = _protect_aliases(exe, graph)
         if device == "cpu" and any(is_device_array(x) for x in leaves):
             run = _host_inputs(run)

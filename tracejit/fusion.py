@@ -1,4 +1,6 @@
 """Fusion: partition a simplified joint graph into kernels (loop nests) and library steps.
+`plan(graph)` is the only place that decides kernel boundaries; every backend compiles the
+Plan it returns.
 
 A Kernel is a loop nest over an iteration `space`. Every value computed in it is placed in
 that space by an axis map (`amaps[var id]`: per dimension of the value, the space axis it
@@ -237,7 +239,27 @@ def _try_grow(b: _Builder, e: Eqn) -> _Builder | None:
     return grown
 
 
-def plan(graph: Graph) -> list[Kernel | Step]:
+@dataclass(eq=False)
+class Plan:
+    """How to compute `graph`: kernels and steps in execution order. It reads as the list of
+    its items (len, index, iterate)."""
+    graph: Graph
+    items: list[Kernel | Step]
+
+    def describe(self) -> str:
+        return describe(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def plan(graph: Graph) -> Plan:
     """Kernels and steps in execution order; each kernel's `outputs` are the values it
     stores (used by a later kernel or step, or returned)."""
     items: list[Kernel | Step] = []
@@ -273,7 +295,7 @@ def plan(graph: Graph) -> list[Kernel | Step]:
     if current is not None:
         items.append(current.k)
     _mark_outputs(items, graph)
-    return items
+    return Plan(graph, items)
 
 
 def _mark_outputs(items: list[Kernel | Step], graph: Graph) -> None:

@@ -176,3 +176,47 @@ def dce(graph: Graph) -> Graph:
             kept.append(e)
             live.update(a.id for a in e.inputs if isinstance(a, Var))
     return Graph(graph.inputs, kept[::-1], graph.outputs)
+
+
+def guard_ranges(graph: Graph, limits: dict[str, dict]) -> Graph | None:
+    """`graph` with one more output: how many arguments of the primitives named in `limits`
+    lie where a backend's fast version of them is not exact (|x| >= limits[name][dtype]).
+
+    A backend declares the ranges (vecmath's sin/cos reduce arguments exactly only below
+    TRIG_MAX); the count is one more accumulator in the loop that already reads the argument,
+    and when it is not zero the backend reruns the call with the exact version. Counted in
+    the argument's float type (an int64 count halved W1's speed). None if nothing is guarded.
+    """
+    from .primitives.elementwise import abs_p, add_p, convert_p, ge_p
+    from .primitives.layout import reshape_p
+    from .primitives.reductions import reduce_sum_p
+    args: dict[int, tuple] = {}  # argument id -> (argument, its limit)
+    for e in graph.eqns:
+        x = e.inputs[0] if e.inputs else None
+        if isinstance(x, Var) and x.aval.dtype in limits.get(e.prim.name, ()):
+            args.setdefault(x.id, (x, limits[e.prim.name][x.aval.dtype]))
+    if not args:
+        return None
+    eqns = list(graph.eqns)
+
+    def bind(prim, *inputs, **params) -> Var:
+        (aval,) = prim.abstract_eval(*[a.aval for a in inputs], **params)
+        out = Var(aval)
+        eqns.append(Eqn(prim, inputs, params, (out,)))
+        return out
+
+    counts = []
+    for x, limit in args.values():
+        beyond = bind(ge_p, bind(abs_p, x), Literal.of(limit, x.aval.dtype))
+        count = bind(convert_p, beyond, dtype=x.aval.dtype)
+        if x.aval.ndim:
+            count = bind(reshape_p, bind(reduce_sum_p, count, axes=tuple(range(x.aval.ndim))),
+                         shape=())
+        counts.append(count)
+    dtype = np.result_type(*[c.aval.dtype for c in counts])
+    total = None
+    for count in counts:
+        if count.aval.dtype != dtype:
+            count = bind(convert_p, count, dtype=dtype)
+        total = count if total is None else bind(add_p, total, count)
+    return simplify(Graph(graph.inputs, eqns, graph.outputs + [total]))

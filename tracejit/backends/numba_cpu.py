@@ -21,7 +21,7 @@ import numpy as np
 from numba.core.errors import NumbaError
 
 from .. import config, fusion
-from ..ir import Graph, Literal, Var
+from ..ir import Literal, Var
 from ..primitives import CONTRACT, REDUCE
 
 # small inputs run serially: a parallel launch costs more than the loop below this size
@@ -45,7 +45,8 @@ except ImportError:
 
 BACKEND = "numba_cpu"  # the key of this backend's overrides in a primitive's emit_for
 # sin/cos arguments beyond these (vecmath's exact range reduction) get NaN from vm.sin/vm.cos:
-# a guarded plan counts them and reruns with libm's (see _trig_guard)
+# api builds the plan from passes.guard_ranges(graph, RANGE_LIMITS), which counts them, and
+# gives the unguarded plan as `fallback`: rerun with libm's sin/cos when the count is not 0
 RANGE_LIMITS = {"sin": _vm.TRIG_MAX, "cos": _vm.TRIG_MAX} if _HAVE_VM else {}
 
 
@@ -602,15 +603,16 @@ def _load_cached(dispatcher, args) -> bool:
 class Executable:
     """Runs a plan: steps and kernels in order, on flat input arrays."""
 
-    def __init__(self, graph: Graph, items, reuse_buffers: bool,
+    def __init__(self, plan: fusion.Plan, reuse_buffers: bool,
                  exact: frozenset = frozenset(), rerun=None) -> None:
-        self.graph, self.items = graph, items
-        self.rerun = rerun  # if set, the last output is _trig_guard's count: rerun when > 0
+        self.graph, self.items = plan.graph, plan.items
+        self.rerun = rerun  # if set, the last output is guard_ranges' count: rerun when > 0
         # a Numba parallel region right after an OpenBLAS call fights its threads (measured on
         # W5: 16 ms parallel vs 3.0 ms serial), so plans that call BLAS run serial loops
-        blas = any(isinstance(it, fusion.Step) and it.eqn.prim.kind == CONTRACT for it in items)
+        blas = any(isinstance(it, fusion.Step) and it.eqn.prim.kind == CONTRACT
+                   for it in self.items)
         self.kernels = [CompiledKernel(it, allow_parallel=not blas, exact=exact)
-                        for it in items if isinstance(it, fusion.Kernel)]
+                        for it in self.items if isinstance(it, fusion.Kernel)]
         self.reuse = reuse_buffers
         self.buffers: dict[int, np.ndarray] = {}
         self.run = self._make_driver()
@@ -714,55 +716,28 @@ def warm_up() -> None:
     cpu_target.target_context.refresh()
 
 
-def _trig_guard(graph: Graph) -> Graph | None:
-    """`graph` with one more output: how many sin/cos arguments lie beyond vecmath's exact
-    range reduction (|x| >= TRIG_MAX, where the fast functions return NaN). It is an extra
-    accumulator in the loop that already computes sin/cos (~5% of W1), and when it is not
-    zero the call is redone with libm's sin/cos, exact for every argument. None if the
-    graph has no sin/cos."""
-    from .. import passes
-    from ..api import inline_graph
-    from ..tracing import trace
-    trig = list({e.inputs[0].id: e.inputs[0] for e in graph.eqns if e.prim.name in RANGE_LIMITS
-                 and isinstance(e.inputs[0], Var)
-                 and e.inputs[0].aval.dtype in RANGE_LIMITS[e.prim.name]}.values())
-    if not trig:
-        return None
-    with_args = Graph(graph.inputs, graph.eqns, graph.outputs + trig)
+class _ExactRerun:
+    """The unguarded plan with the shared (libm) templates for RANGE_LIMITS' primitives, which
+    a guarded driver calls when an argument was beyond the fast range; compiled on first need."""
 
-    def replay(*xs):
-        outs = inline_graph(with_args, xs)
-        n = len(graph.outputs)
-        # counted in the argument's float type: an int64 count would halve W1's speed
-        beyond = [np.sum((np.abs(x) >= _vm.TRIG_MAX[x.aval.dtype]) * x.aval.dtype.type(1))
-                  for x in outs[n:]]
-        return outs[:n] + [sum(beyond[1:], beyond[0])]
-
-    guarded, _ = trace(replay, [v.aval for v in graph.inputs])
-    return passes.simplify(guarded)
-
-
-class _LibmRerun:
-    """The plan with libm's sin/cos, which a guarded driver calls when a sin/cos argument was
-    beyond the fast range; compiled on first need."""
-
-    def __init__(self, graph: Graph, reuse_buffers: bool) -> None:
-        self.graph, self.reuse, self.exe = graph, reuse_buffers, None
+    def __init__(self, plan: fusion.Plan, reuse_buffers: bool) -> None:
+        self.plan, self.reuse, self.exe = plan, reuse_buffers, None
 
     def __call__(self, *args):
         if self.exe is None:
-            self.exe = Executable(self.graph, fusion.plan(self.graph), self.reuse,
-                                  exact=frozenset(RANGE_LIMITS))
+            self.exe = Executable(self.plan, self.reuse, exact=frozenset(RANGE_LIMITS))
         return self.exe.run(*args)
 
 
-def compile(graph: Graph, reuse_buffers: bool = False, **options):
-    guarded = _trig_guard(graph)
-    items = fusion.plan(guarded or graph)
-    exe = Executable(guarded or graph, items, reuse_buffers,
-                     rerun=_LibmRerun(graph, reuse_buffers) if guarded else None)
+def compile(plan: fusion.Plan, *, fallback: fusion.Plan | None = None,
+            reuse_buffers: bool = False, **options) -> Executable:
+    """An Executable for `plan`. With `fallback`, the plan's last output counts arguments
+    beyond RANGE_LIMITS (passes.guard_ranges): when it is not zero, the call reruns as
+    `fallback` with the exact templates."""
+    exe = Executable(plan, reuse_buffers,
+                     rerun=_ExactRerun(fallback, reuse_buffers) if fallback else None)
     if config.DEBUG >= 2:
-        print(f"--- fusion plan ---\n{fusion.describe(items)}", file=sys.stderr)
+        print(f"--- fusion plan ---\n{plan.describe()}", file=sys.stderr)
     if config.DEBUG >= 3:
         print(exe.explain(), file=sys.stderr)
     return exe

@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import config, fusion
 from ..errors import DeviceError, UnsupportedError, user_error
-from ..ir import Graph, Literal, Var
+from ..ir import Literal, Var
 from ..primitives import CONTRACT, REDUCE
 from . import is_device_array
 from .numba_cpu import _T, _canonical_names, _KernelSource, _load
@@ -471,10 +471,10 @@ class Executable:
 
     fresh_outputs = True  # api: no host-side copy of aliased outputs needed
 
-    def __init__(self, graph: Graph, items, reuse_buffers: bool) -> None:
-        self.graph, self.items, self.reuse = graph, items, reuse_buffers
+    def __init__(self, plan: fusion.Plan, reuse_buffers: bool) -> None:
+        self.graph, self.items, self.reuse = plan.graph, plan.items, reuse_buffers
         self.ops = [FusedKernel(it) if isinstance(it, fusion.Kernel) else Step(it.eqn)
-                    for it in items]
+                    for it in self.items]
         self.buffers: dict[int, object] = {}
         self.consts: dict | None = None  # literal arrays, uploaded on the first call
 
@@ -581,12 +581,13 @@ def _copy_kernel(ndim: int):
     return _COPY_KERNELS[ndim]
 
 
-def compile(graph: Graph, reuse_buffers: bool = False, **options) -> Executable:
+def compile(plan: fusion.Plan, *, fallback: fusion.Plan | None = None,
+            reuse_buffers: bool = False, **options) -> Executable:
+    """An Executable running `plan` on the device (no RANGE_LIMITS here: `fallback` is None)."""
     _cuda()
-    items = fusion.plan(graph)
-    exe = Executable(graph, items, reuse_buffers)
+    exe = Executable(plan, reuse_buffers)
     if config.DEBUG >= 2:
-        print(f"--- fusion plan ---\n{fusion.describe(items)}", file=sys.stderr)
+        print(f"--- fusion plan ---\n{plan.describe()}", file=sys.stderr)
     if config.DEBUG >= 3:
         print(exe.explain(), file=sys.stderr)
     return exe
