@@ -4,6 +4,13 @@ The forward equations are replayed into a new trace, then each equation's VJP ru
 called from the last to the first. Rules are written in primitives, so the joint graph is
 itself an ordinary graph (and differentiable again). A cotangent that is None is a symbolic
 zero: nothing is emitted for it, and an input no cotangent reaches is reported unconnected.
+
+NaN-safe where: a primitive that routes its cotangent to one input or another (select, i.e.
+np.where; maximum; minimum) declares per input a mask of where that input's cotangent can be
+nonzero (its `masks` field). The mask travels with the cotangent back through elementwise
+equations, each of which selects its result with it, so the unselected branch's backward pass
+gives exact zeros: no 0 * inf and no 0 * nan from a branch whose value was never used. What
+the selected branch really produces (NaN included) still propagates.
 """
 from __future__ import annotations
 
@@ -11,21 +18,38 @@ import numpy as np
 
 from . import errors
 from .ir import Aval, Graph, Literal, Var, eval_graph
-from .primitives import is_float
+from .primitives import ELEMENTWISE, is_float
+from .primitives.elementwise import and_p, or_p, select_p
 from .primitives.layout import reshape_p
-from .primitives.reductions import reduce_sum_p
+from .primitives.reductions import reduce_max_p, reduce_sum_p
 from .tracing import Tracer, new_trace
+
+
+def _sum_axes(shape: tuple[int, ...], aval: Aval) -> tuple[int, ...]:
+    """Axes of a value of `shape` along which an input of `aval` was broadcast."""
+    lead = len(shape) - aval.ndim
+    return tuple(range(max(lead, 0))) + tuple(
+        lead + i for i, d in enumerate(aval.shape)
+        if d == 1 and 0 <= lead + i < len(shape) and shape[lead + i] != 1)
 
 
 def unbroadcast(ct, aval: Aval):
     """Sum a cotangent over the axes along which its input was broadcast (NumPy rules)."""
     if ct.shape == aval.shape:
         return ct
-    lead = ct.ndim - aval.ndim
-    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(aval.shape)
-                                      if d == 1 and ct.shape[lead + i] != 1)
+    axes = _sum_axes(ct.shape, aval)
     out = reduce_sum_p.bind(ct, axes=axes) if axes else ct
     return reshape_p.bind(out, shape=aval.shape) if out.shape != aval.shape else out
+
+
+def _mask_for(mask, aval: Aval):
+    """A bool mask over a broadcast value, as a mask broadcastable to `aval`: true where
+    any broadcast copy of the element is true."""
+    axes = _sum_axes(mask.shape, aval)
+    if axes:
+        mask = reduce_max_p.bind(mask, axes=axes)
+    lead = mask.ndim - aval.ndim
+    return reshape_p.bind(mask, shape=mask.shape[lead:]) if lead > 0 else mask
 
 
 def _active_vars(graph: Graph, wrt: list[int]) -> set[int]:
@@ -73,24 +97,46 @@ def vjp_graph(graph: Graph, wrt: list[int]) -> tuple[Graph, list[bool]]:
 
 
 def _backward(graph: Graph, active: set[int], read) -> dict[int, Tracer]:
-    """Cotangents of the active vars, walking the equations from the loss back."""
+    """Cotangents of the active vars, walking the equations from the loss back. `masks[id]`
+    (when present) is where a cotangent can be nonzero; it is exactly zero elsewhere."""
     loss = graph.outputs[0]
     cts: dict[int, Tracer] = {}
+    masks: dict[int, Tracer] = {}
     if isinstance(loss, Var) and loss.id in active:
         cts[loss.id] = read(Literal.of(1, loss.aval.dtype))
     for eqn in reversed(graph.eqns):
-        if eqn.outputs[0].id not in cts:
+        out = eqn.outputs[0].id
+        if out not in cts:
             continue
         errors.replaying(eqn.where)
-        g = cts.pop(eqn.outputs[0].id)
-        in_cts = eqn.prim.vjp(g, read(eqn.outputs[0]), *map(read, eqn.inputs), **eqn.params)
-        for atom, ct in zip(eqn.inputs, in_cts):
+        g, g_mask = cts.pop(out), masks.pop(out, None)
+        args = (g, read(eqn.outputs[0]), *map(read, eqn.inputs))
+        in_cts = eqn.prim.vjp(*args, **eqn.params)
+        declared = eqn.prim.masks(*args) if eqn.prim.masks else [None] * len(in_cts)
+        elementwise = eqn.prim.kind in ELEMENTWISE
+        for atom, ct, own in zip(eqn.inputs, in_cts, declared):
             if ct is None or isinstance(atom, Literal) or atom.id not in active:
                 continue
-            ct = unbroadcast(ct, atom.aval)
-            prev = cts.get(atom.id)
-            cts[atom.id] = ct if prev is None else prev + ct
+            mask = own
+            if elementwise and g_mask is not None:
+                ct = select_p.bind(g_mask, ct, 0)  # the masked-out lanes are exact zeros
+                mask = g_mask if mask is None else and_p.bind(g_mask, mask)
+            _accumulate(cts, masks, atom, unbroadcast(ct, atom.aval),
+                        None if mask is None else _mask_for(mask, atom.aval))
     return cts
+
+
+def _accumulate(cts: dict, masks: dict, atom: Var, ct, mask) -> None:
+    """Add a cotangent contribution; the sum is masked only if every term is."""
+    if atom.id not in cts:
+        cts[atom.id] = ct
+        if mask is not None:
+            masks[atom.id] = mask
+        return
+    cts[atom.id] = cts[atom.id] + ct
+    prev = masks.pop(atom.id, None)
+    if prev is not None and mask is not None:
+        masks[atom.id] = or_p.bind(prev, mask)
 
 
 def zeros_for(aval: Aval) -> np.ndarray:

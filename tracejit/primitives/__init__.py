@@ -57,7 +57,9 @@ class Primitive:
     numpy: tuple[str, ...] = ()
     domain: str | None = None
     erase_after_autodiff: bool = False
-    params: dict = field(default_factory=dict)  # param name -> example value, for tests
+    # per input, where its cotangent can be nonzero ((g, out, *inputs) -> bool arrays or
+    # None): autodiff keeps cotangents exact zeros outside (NaN-safe where; see autodiff.py)
+    masks: Callable[..., tuple] | None = None
     fusion: str | Callable[[Any], str] = STEP   # LOOP, STEP, or eqn -> LOOP | STEP
     cheap: bool = False     # cheaper to recompute in a later pass over a row than to stash
     view: Callable[..., Any] | None = None  # no-copy impl (the result may alias the input)

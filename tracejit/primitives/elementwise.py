@@ -13,8 +13,7 @@ import numpy as np
 
 from ..errors import ShapeError, user_error
 from ..ir import Aval
-from . import (ANY, BINARY, LOOP, NONZERO, POSITIVE, SELECT, SMOOTH, UNARY, UNIT, defprim,
-               is_float)
+from . import ANY, BINARY, LOOP, NONZERO, POSITIVE, SELECT, SMOOTH, UNARY, UNIT, defprim, is_float
 
 
 def broadcast_shapes(*shapes: tuple[int, ...], op: str = "") -> tuple[int, ...]:
@@ -141,16 +140,15 @@ def _convert_vjp(g, out, x, dtype):
 
 convert_p = defprim("convert", UNARY, shape=_convert_shape,
                     impl=lambda x, dtype: np.asarray(x).astype(dtype),
-                    vjp=_convert_vjp, emit="np.{dtype}({0})", domain=ANY,
-                    params={"dtype": np.dtype(np.float64)}, fusion=LOOP, cheap=True)
+                    vjp=_convert_vjp, emit="np.{dtype}({0})", domain=ANY, fusion=LOOP, cheap=True)
 
 
 # ----- binary -----
 def _binary(name, impl, vjp, emit, numpy=(), domain=ANY, out_dtype=None, cheap=False,
-            emit_for=None):
+            emit_for=None, masks=None):
     return defprim(name, BINARY, shape=_binary_shape(name, out_dtype), impl=impl, vjp=vjp,
                    emit=emit, numpy=numpy, domain=domain, fusion=LOOP, cheap=cheap,
-                   emit_for=emit_for or {})
+                   emit_for=emit_for or {}, masks=masks)
 
 
 def _pow_vjp(g, out, x, y):
@@ -186,10 +184,13 @@ div_p = _binary("div", np.divide, lambda g, out, x, y: (g / y, -(g * out) / y), 
                 ("divide", "true_divide"), domain=NONZERO)
 pow_p = _binary("pow", np.power, _pow_vjp, "({0} ** {1})", ("power",), domain=POSITIVE,
                 emit_for={"numba_cpu": "vm.pow({0}, {1})"})
+# where each side's cotangent can be nonzero (see autodiff: NaN-safe masks)
 max_p = _binary("max", np.maximum, _max_vjp, MAX_EMIT, ("maximum",), cheap=True,
-                emit_for={"numba_cpu": "vm.maximum({0}, {1})"})
+                emit_for={"numba_cpu": "vm.maximum({0}, {1})"},
+                masks=lambda g, out, x, y: (ge_p.bind(x, y), logical_not_p.bind(gt_p.bind(x, y))))
 min_p = _binary("min", np.minimum, _min_vjp, MIN_EMIT, ("minimum",), cheap=True,
-                emit_for={"numba_cpu": "vm.minimum({0}, {1})"})
+                emit_for={"numba_cpu": "vm.minimum({0}, {1})"},
+                masks=lambda g, out, x, y: (le_p.bind(x, y), logical_not_p.bind(lt_p.bind(x, y))))
 
 _BOOL = np.dtype(bool)
 _no_grad = lambda g, out, x, y: (None, None)
@@ -216,5 +217,6 @@ def _select_shape(c: Aval, x: Aval, y: Aval) -> Aval:
 
 select_p = defprim("select", SELECT, shape=_select_shape, impl=np.where,
                    vjp=lambda g, out, c, x, y: (None, select(c, g, 0), select(c, 0, g)),
+                   masks=lambda g, out, c, x, y: (None, c, logical_not_p.bind(c)),
                    emit="({1} if {0} else {2})", numpy=("where",), domain=ANY, fusion=LOOP,
                    cheap=True)

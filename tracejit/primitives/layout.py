@@ -45,7 +45,7 @@ def _broadcast_src(e) -> list[str]:
 broadcast_p = defprim("broadcast", LAYOUT, shape=_broadcast_shape,
                       impl=lambda x, shape: np.broadcast_to(x, shape).copy(),
                       vjp=lambda g, out, x, shape: (g,),  # autodiff sums it back (unbroadcast)
-                      domain=ANY, params={"shape": (2, 3)}, emit="{0}", fusion=LOOP,
+                      domain=ANY, emit="{0}", fusion=LOOP,
                       cheap=True, view=lambda x, shape: np.broadcast_to(x, shape),
                       gather=_reads(_broadcast_src))
 
@@ -81,7 +81,7 @@ def _reshape_gather(e) -> list[str]:
 reshape_p = defprim("reshape", LAYOUT, shape=_reshape_shape,
                     impl=lambda x, shape: np.reshape(x, shape).copy(),
                     vjp=lambda g, out, x, shape: (reshape_p.bind(g, shape=x.shape),),
-                    domain=ANY, params={"shape": (-1,)}, emit="{0}", fusion=_reshape_fusion,
+                    domain=ANY, emit="{0}", fusion=_reshape_fusion,
                     cheap=True, view=lambda x, shape: np.reshape(x, shape), same_order=True,
                     gather=_reshape_gather)
 
@@ -94,7 +94,7 @@ def _transpose_vjp(g, out, x, perm):
 transpose_p = defprim("transpose", LAYOUT,
                       shape=lambda x, perm: Aval(tuple(x.shape[p] for p in perm), x.dtype),
                       impl=lambda x, perm: np.transpose(x, perm).copy(), vjp=_transpose_vjp,
-                      domain=ANY, params={"perm": (1, 0)},
+                      domain=ANY,
                       view=lambda x, perm: np.transpose(x, perm),
                       gather=_reads(lambda e: [f"i{list(e.params['perm']).index(d)}"
                                                for d in range(len(e.params["perm"]))]))
@@ -130,7 +130,7 @@ def _slice_vjp(g, out, x, starts, limits, strides):
 
 
 slice_p = defprim("slice", LAYOUT, shape=_slice_shape, impl=_slice_impl, vjp=_slice_vjp,
-                  domain=ANY, params={"starts": (0,), "limits": (1,), "strides": (1,)},
+                  domain=ANY,
                   view=_slice_view, gather=_reads(lambda e: [
                       f"{s} + {st} * i{d}" for d, (s, st) in enumerate(
                           zip(e.params["starts"], e.params["strides"]))]))
@@ -171,14 +171,14 @@ def _pad_gather(e) -> list[str]:
 
 
 pad_p = defprim("pad", LAYOUT, shape=_pad_shape, impl=_pad_impl, vjp=_pad_vjp, domain=ANY,
-                params={"lo": (0,), "hi": (0,), "interior": (0,)}, gather=_pad_gather)
+                gather=_pad_gather)
 
 
 # ----- rev (reverse along axes) -----
 rev_p = defprim("rev", LAYOUT, shape=lambda x, axes: x,
                 impl=lambda x, axes: np.flip(x, axes).copy(),
                 vjp=lambda g, out, x, axes: (rev_p.bind(g, axes=axes),), domain=ANY,
-                params={"axes": (0,)}, view=lambda x, axes: np.flip(x, axes),
+                view=lambda x, axes: np.flip(x, axes),
                 gather=_reads(lambda e: [
                     f"x0.shape[{d}] - 1 - i{d}" if d in e.params["axes"] else f"i{d}"
                     for d in range(e.inputs[0].aval.ndim)]))
@@ -224,4 +224,4 @@ def _concat_gather(e) -> list[str]:
 
 concatenate_p = defprim("concatenate", LAYOUT, shape=_concat_shape,
                         impl=lambda *xs, axis: np.concatenate(xs, axis=axis), vjp=_concat_vjp,
-                        domain=ANY, params={"axis": 0}, gather=_concat_gather)
+                        domain=ANY, gather=_concat_gather)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..ir import Aval
 from . import ANY, LOOP, REDUCE, STEP, Reduce, defprim, is_float
-from .elementwise import MAX_EMIT, MIN_EMIT, convert, select
+from .elementwise import MAX_EMIT, MIN_EMIT, convert, div_p, eq_p, ne_p, or_p, select
 
 
 def _reduce_shape(x: Aval, axes: tuple[int, ...]) -> Aval:
@@ -34,10 +34,12 @@ def _sum_vjp(g, out, x, axes):
 
 
 def _extremum_vjp(g, out, x, axes):
-    # ties share the gradient equally among the tied elements (as JAX)
-    hit = x == out
+    # ties share the gradient equally among the tied elements (as JAX); a NaN is what max
+    # and min select when there is one, and its gradient is NaN (as JAX), 0 elsewhere
+    is_nan = ne_p.bind(x, x)
+    hit = or_p.bind(eq_p.bind(x, out), is_nan)
     count = reduce_sum_p.bind(convert(hit, x.dtype), axes=axes)
-    return (select(hit, g / count, 0),)
+    return (select(hit, select(is_nan, x, div_p.bind(g, count)), 0),)
 
 
 def _prod_vjp(g, out, x, axes):
@@ -68,23 +70,19 @@ def _highest(dtype: np.dtype):
 reduce_sum_p = defprim("reduce_sum", REDUCE, numpy=("sum",),
                        shape=_reduce_shape, impl=_np_reduce(np.sum),
                        vjp=_sum_vjp, emit=Reduce(lambda dtype: 0, "({acc} + {x})", lanes=False),
-                       emit_for={"numba_cpu": "vm.radd({acc}, {x})"}, domain=ANY,
-                       params={"axes": (0,)}, fusion=LOOP)
+                       emit_for={"numba_cpu": "vm.radd({acc}, {x})"}, domain=ANY, fusion=LOOP)
 reduce_max_p = defprim("reduce_max", REDUCE, numpy=("max", "amax"),
                        shape=_reduce_shape, impl=_np_reduce(np.max),
                        vjp=_extremum_vjp, emit=Reduce(_lowest, MAX_EMIT.format("{x}", "{acc}")),
-                       emit_for={"numba_cpu": "vm.maximum({acc}, {x})"}, domain=ANY,
-                       params={"axes": (0,)}, fusion=LOOP)
+                       emit_for={"numba_cpu": "vm.maximum({acc}, {x})"}, domain=ANY, fusion=LOOP)
 reduce_min_p = defprim("reduce_min", REDUCE, numpy=("min", "amin"),
                        shape=_reduce_shape, impl=_np_reduce(np.min),
                        vjp=_extremum_vjp, emit=Reduce(_highest, MIN_EMIT.format("{x}", "{acc}")),
-                       emit_for={"numba_cpu": "vm.minimum({acc}, {x})"}, domain=ANY,
-                       params={"axes": (0,)}, fusion=LOOP)
+                       emit_for={"numba_cpu": "vm.minimum({acc}, {x})"}, domain=ANY, fusion=LOOP)
 reduce_prod_p = defprim("reduce_prod", REDUCE, numpy=("prod",),
                         shape=_reduce_shape, impl=_np_reduce(np.prod),
                         vjp=_prod_vjp, emit=Reduce(lambda dtype: 1, "({acc} * {x})"),
-                        emit_for={"numba_cpu": "vm.rmul({acc}, {x})"}, domain=ANY,
-                        params={"axes": (0,)}, fusion=LOOP)
+                        emit_for={"numba_cpu": "vm.rmul({acc}, {x})"}, domain=ANY, fusion=LOOP)
 
 
 def _arg_gather(better: str):
@@ -106,7 +104,7 @@ def _arg_gather(better: str):
 # forward only: integer outputs carry no gradient
 argmax_p = defprim("argmax", REDUCE, shape=_arg_shape,
                    impl=lambda x, axes: np.argmax(x, axis=axes[0], keepdims=True),
-                   params={"axes": (0,)}, fusion=STEP, gather=_arg_gather(">"))
+                   fusion=STEP, gather=_arg_gather(">"))
 argmin_p = defprim("argmin", REDUCE, shape=_arg_shape,
                    impl=lambda x, axes: np.argmin(x, axis=axes[0], keepdims=True),
-                   params={"axes": (0,)}, fusion=STEP, gather=_arg_gather("<"))
+                   fusion=STEP, gather=_arg_gather("<"))
