@@ -739,18 +739,26 @@ def _tracejit_ops(tj):
         stop_gradient=tj.stop_gradient)
 
 
-def _build_tracejit(wl: Workload, data: dict, **options) -> Built:
+def tracejit_loss(wl: Workload):
+    """(loss, argnums): the workload's loss as a plain function of its arguments (with their
+    own names), written with NumPy calls that tracejit traces, and the argnums to
+    differentiate. The tests take W1-W6 from here, so they are defined once."""
     import tracejit as tj
 
     F = _tracejit_ops(tj)
-    loss = wl.loss
     # A real def with the workload's own parameter names (tracejit may inspect signatures).
     src = (f"def {wl.key.lower()}_{'_'.join(wl.args)}({', '.join(wl.args)}):\n"
            f"    return _loss(_F, {', '.join(wl.args)})\n")
-    ns: dict = {"_loss": loss, "_F": F}
+    ns: dict = {"_loss": wl.loss, "_F": F}
     exec(src, ns)  # noqa: S102 - fixed template, no user input
     f = next(v for k, v in ns.items() if k.startswith(wl.key.lower()))
-    argnums = wl.argnums[0] if len(wl.argnums) == 1 else wl.argnums
+    return f, (wl.argnums[0] if len(wl.argnums) == 1 else wl.argnums)
+
+
+def _build_tracejit(wl: Workload, data: dict, **options) -> Built:
+    import tracejit as tj
+
+    f, argnums = tracejit_loss(wl)
     g = tj.jit_grad(f, argnums=argnums, **options)
     args = wl.ordered(data)
     single = len(wl.argnums) == 1

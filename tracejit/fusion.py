@@ -249,6 +249,16 @@ class Plan:
     def describe(self) -> str:
         return describe(self.items)
 
+    @property
+    def kernels(self) -> list[Kernel]:
+        """The loop nests, in order."""
+        return [it for it in self.items if isinstance(it, Kernel)]
+
+    @property
+    def steps(self) -> list[Step]:
+        """The library steps (BLAS, NumPy), in order."""
+        return [it for it in self.items if isinstance(it, Step)]
+
     def __iter__(self):
         return iter(self.items)
 
