@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tracejit as tj
-from tracejit.backends import numba_cpu
+from tracejit.backends import kernel_cache
 
 
 def w1(x):
@@ -20,9 +20,9 @@ def w1(x):
 def test_new_sizes_compile_nothing_new():
     f = tj.jit_grad(w1)
     f(np.ones(1000, np.float32))
-    before = set(numba_cpu._compiled)
+    before = set(kernel_cache.MODULES)
     value, g = f(np.linspace(-1, 1, 2000, dtype=np.float32))
-    assert set(numba_cpu._compiled) == before
+    assert set(kernel_cache.MODULES) == before
     ref_v, ref_g = tj.jit_grad(w1, backend="interpreter")(np.linspace(-1, 1, 2000,
                                                                       dtype=np.float32))
     np.testing.assert_allclose(g, ref_g, rtol=1e-5, atol=1e-6)
