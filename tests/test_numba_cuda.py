@@ -26,6 +26,8 @@ from test_random_programs import check_program, programs
 
 import tracejit as tj
 import tracejit.numpy as tnp
+from benchmarks.workloads import WORKLOADS as BENCHMARKS
+from benchmarks.workloads import tracejit_loss
 from tracejit.backends import is_device_array, numba_cpu, numba_cuda
 from tracejit.errors import DeviceError
 from tracejit.primitives import ANY, REGISTRY, SELECT
@@ -217,30 +219,23 @@ def test_random_program_cuda(prog_spec):
     check_program(prog_spec, "cuda")
 
 
-def w1(x):
-    return np.sum(np.tanh(x) * np.sin(x) + 0.5 * x * x)
-
-
-def w2(w, b, x, y):
-    return np.mean((w * x + b - y) ** 2)
-
-
-def w3(L, Y):
-    z = L - tj.stop_gradient(np.max(L, axis=1, keepdims=True))
-    return np.mean(np.log(np.sum(np.exp(z), axis=1)) - np.sum(Y * z, axis=1))
-
-
-def w4(x, t):
-    return np.sum((x + tj.stop_gradient(np.round(x * 4) / 4 - x) - t) ** 2)
+# the benchmark workloads' losses, defined once in benchmarks/workloads.py
+w1, w2, w3, w4 = (tracejit_loss(BENCHMARKS[f"W{i}"])[0] for i in range(1, 5))
 
 
 def _workloads(n: int, rows: int, classes: int):
+    """key -> (loss, args, argnums) for W1-W5, with data of the test's sizes."""
     rng = np.random.default_rng(0)
     f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     Y = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, rows)]
-    return {"W1": (w1, (f32(n),), 0), "W2": (w2, (np.float32(0.5), np.float32(-0.3), f32(n),
-                                                   f32(n)), (0, 1)),
-            "W3": (w3, (3 * f32(rows, classes), Y), 0), "W4": (w4, (f32(n), f32(n)), 0)}
+    args = {"W1": (f32(n),), "W2": (np.float32(0.5), np.float32(-0.3), f32(n), f32(n)),
+            "W3": (3 * f32(rows, classes), Y), "W4": (f32(n), f32(n)),
+            "W5": (f32(6, 3), f32(rows, 5), f32(5, 6), f32(rows, 3))}
+    out = {}
+    for key, a in args.items():
+        loss, argnums = tracejit_loss(BENCHMARKS[key])
+        out[key] = (loss, a, argnums)
+    return out
 
 
 # more elements than BLOCK * MAX_BLOCKS threads, rows longer than a block, more rows than
