@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import config, fusion, passes, pytree
+from . import captures, config, fusion, passes, pytree
 from .autodiff import vjp_graph
 from .backends import device_shape_dtype, get_backend, is_device_array, to_host
 from .errors import (
@@ -31,7 +31,7 @@ from .errors import (
 )
 from .ir import Aval, Graph, Literal, Var, eval_graph
 from .primitives import is_float
-from .tracing import _TRACE_STACK, Tracer, trace
+from .tracing import Tracer, trace, trace_stack
 
 _SCALARS = (bool, int, float, np.generic)
 _FAST_SCALARS = {float: float, int: int, bool: bool}
@@ -71,12 +71,15 @@ def _normalize_argnums(argnums, name: str) -> tuple[int, ...]:
 
 
 class _Entry:
-    """One compiled specialization: run it on flat leaves, rebuild the user's outputs."""
+    """One compiled specialization: run it on flat leaves (and the captured arrays its
+    `guard` reads, if any), rebuild the user's outputs."""
 
-    __slots__ = ("exe", "finish", "graph", "run")
+    __slots__ = ("exe", "finish", "graph", "guard", "run")
 
-    def __init__(self, run: Callable, finish: Callable, graph: Graph, exe: Any) -> None:
+    def __init__(self, run: Callable, finish: Callable, graph: Graph, exe: Any,
+                 guard: captures.Guard | None = None) -> None:
         self.run, self.finish, self.graph, self.exe = run, finish, graph, exe
+        self.guard = guard
 
 
 class Transformed:
@@ -114,24 +117,31 @@ class Transformed:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # fast path: positional arrays and scalars only, already compiled (W6: a 100-element
         # loss's whole call costs a few microseconds, so every dict and tuple here counts)
-        if not kwargs and self._fast is not None and not _TRACE_STACK:
+        stack = trace_stack()
+        if not kwargs and self._fast is not None and not stack:
             try:
                 entry = self._fast.get(_fast_key(args))
             except KeyError:  # a container or another array type: the general path
                 entry = None
             if entry is not None:
-                return entry.finish(entry.run(*args))
+                if entry.guard is None:
+                    return entry.finish(entry.run(*args))
+                captured = entry.guard.inputs()
+                if captured is not None:
+                    return entry.finish(entry.run(*args, *captured))
         try:
-            if _TRACE_STACK:  # inside another transformation (maybe closing over its tracers)
+            if stack:  # inside another transformation (maybe closing over its tracers)
                 return self._inline(args, kwargs)
             key, leaves, treedef = self._key(args, kwargs)
-            entry = self._cache.get(key)
-            if entry is None:
-                entry = self._compile(key, args, kwargs, leaves, treedef)
+            entry, captured = self._cache.get(key), []
+            if entry is not None and entry.guard is not None:
+                captured = entry.guard.inputs()
+            if entry is None or captured is None:  # new, or a captured value changed
+                entry, captured = self._compile(key, args, kwargs, leaves, treedef, entry)
             if self._fast is not None and not kwargs and all(
                     type(a) is np.ndarray or type(a) in _FAST_SCALARS for a in args):
                 self._fast[_fast_key(args)] = entry
-            return entry.finish(entry.run(*leaves))
+            return entry.finish(entry.run(*leaves, *captured))
         except TracejitError as e:
             raise trim_traceback(e)
 
@@ -152,13 +162,20 @@ class Transformed:
     def _dynamic(self, args: tuple) -> tuple:
         return tuple(None if i in self.static_argnums else a for i, a in enumerate(args))
 
-    def _compile(self, key, args, kwargs, leaves, treedef) -> _Entry:
+    def _compile(self, key, args, kwargs, leaves, treedef, stale=None) -> tuple[_Entry, list]:
+        """The entry for `key`, built unless another thread did (`stale`: the entry whose
+        guard failed), and the captured arrays to call it with."""
         with self._lock:
-            entry = self._cache.get(key)
-            if entry is None:
-                entry = self._build(args, kwargs, leaves, treedef)
-                self._cache[key] = entry
-        return entry
+            for _ in range(3):  # a captured value may change while we trace: once more
+                entry = self._cache.get(key)
+                if entry is None or entry is stale:
+                    entry = self._build(args, kwargs, leaves, treedef)
+                    self._cache[key] = entry
+                captured = entry.guard.inputs() if entry.guard is not None else []
+                if captured is not None:
+                    return entry, captured
+                stale = entry
+        raise RuntimeError(f"{self.name}: a captured value keeps changing while tracing.")
 
     def _flat_fn(self, args, treedef):
         """The user's function as a function of flat leaves (static args put back)."""
@@ -169,12 +186,14 @@ class Transformed:
             return self.fn(*full, **kwargs)
         return flat
 
-    def _trace(self, args, leaves, treedef) -> tuple[Graph, Any, list[int]]:
+    def _trace(self, args, leaves, treedef, found: captures.Scan | None = None
+               ) -> tuple[Graph, Any, list[int]]:
         """Forward graph of the flat function, its output treedef, and the wrt leaf indices
         (the leaves' avals are left in self-free form on the graph as `graph.in_avals`)."""
         avals = [_leaf_aval(x, self.name) if not isinstance(x, Tracer) else x.aval
                  for x in leaves]
-        graph, out_tree = trace(self._flat_fn(args, treedef), avals)
+        found = found if found is not None else captures.scan(self.fn)
+        graph, out_tree = trace(self._flat_fn(args, treedef), avals, found.arrays)
         graph.in_avals = avals
         if self.mode == "jit":
             return graph, out_tree, []
@@ -226,27 +245,29 @@ class Transformed:
                              "reduce the output to a scalar (np.sum(out) or np.mean(out)), "
                              "or use tracejit.jit for non-scalar outputs.", where)
 
-    def _joint(self, args, leaves, treedef):
+    def _joint(self, args, leaves, treedef, found: captures.Scan):
         """Trace, differentiate and simplify: (joint graph, output treedef, wrt leaves,
-        connected flags, number of forward outputs, input avals)."""
-        graph, out_tree, wrt = self._trace(args, leaves, treedef)
-        n_out, avals = len(graph.outputs), graph.in_avals
+        connected flags, number of forward outputs, input avals, lifted-array sources)."""
+        graph, out_tree, wrt = self._trace(args, leaves, treedef, found)
+        n_out, avals, lifted = len(graph.outputs), graph.in_avals, graph.lifted
         connected = []
         if self.mode != "jit":
             graph, connected = vjp_graph(graph, wrt)
         graph = passes.simplify(graph)
         if config.DEBUG:
             print(f"--- {self.name}: joint graph ---\n{graph}")
-        return graph, out_tree, wrt, connected, n_out, avals
+        return graph, out_tree, wrt, connected, n_out, avals, lifted
 
     def plan_for(self, *args: Any, **kwargs: Any) -> fusion.Plan:
         """The fusion plan a call with these arguments compiles (nothing is compiled)."""
         leaves, treedef = pytree.flatten((self._dynamic(args), kwargs))
-        graph = self._joint(args, leaves, treedef)[0]
+        graph = self._joint(args, leaves, treedef, captures.scan(self.fn))[0]
         return lower(graph, get_backend(self._placement(leaves)[0]))[0]
 
     def _build(self, args, kwargs, leaves, treedef) -> _Entry:
-        graph, out_tree, wrt, connected, n_out, avals = self._joint(args, leaves, treedef)
+        found = captures.scan(self.fn)
+        graph, out_tree, wrt, connected, n_out, avals, lifted = self._joint(
+            args, leaves, treedef, found)
         backend, device = self._placement(leaves)
         be = get_backend(backend)
         plan, fallback = lower(graph, be)
@@ -258,7 +279,8 @@ class Transformed:
         on_device = device == "cuda" and any(is_device_array(x) for x in leaves)
         finish = self._finisher(avals, treedef, out_tree, n_out, wrt, connected,
                                 zeros=exe.device_zeros if on_device else _host_zeros)
-        return _Entry(run, finish, graph, exe)
+        guard = captures.guard_for(found, lifted)
+        return _Entry(run, finish, graph, exe, guard if guard else None)
 
     def _finisher(self, avals, treedef, out_tree, n_out, wrt, connected, zeros=None):
         """A function from the executable's flat outputs to the user's result structure;
@@ -316,7 +338,9 @@ class Transformed:
         leaves, treedef = pytree.flatten((self._dynamic(args), kwargs))
         graph, out_tree, wrt = self._trace(args, leaves, treedef)
         joint, connected = vjp_graph(graph, wrt)
-        outs = inline_graph(joint, list(leaves) + list(graph.captured))
+        outer = trace_stack()[-1]  # the enclosing trace lifts the arrays this one captured
+        lifted = [outer.lift(source.read(), source) for source in graph.lifted]
+        outs = inline_graph(joint, list(leaves) + list(graph.captured) + lifted)
         finish = self._finisher(graph.in_avals, treedef, out_tree, len(graph.outputs), wrt,
                                 connected)
         return finish(outs)

@@ -8,6 +8,7 @@ the user's line.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,16 @@ from .errors import TracejitError, TracerBoolError, UnsupportedError, user_error
 from .ir import Atom, Aval, Eqn, Graph, Literal, Var
 from .primitives.elementwise import stop_gradient_p
 
-_TRACE_STACK: list[Trace] = []
+_STATE = threading.local()  # each thread traces on its own stack
+
+
+def trace_stack() -> list[Trace]:
+    """This thread's stack of traces, innermost last (empty when nothing is being traced)."""
+    try:
+        return _STATE.stack
+    except AttributeError:
+        _STATE.stack = []
+        return _STATE.stack
 
 _CONCRETE_FIX = ("branch on data with tnp.where(cond, a, b) (or np.where); Python `if`, "
                  "`float()` and `int()` only work on shapes, dtypes and static arguments.")
@@ -27,23 +37,40 @@ _CONCRETE_FIX = ("branch on data with tnp.where(cond, a, b) (or np.where); Pytho
 class Trace:
     """Records equations; `level` orders nested traces (grad of grad)."""
 
-    def __init__(self, level: int) -> None:
+    def __init__(self, level: int, liftable: dict | None = None) -> None:
         self.level = level
         self.inputs: list[Var] = []
         self.eqns: list[Eqn] = []
         # tracers of an enclosing trace used here become extra inputs of this graph
         self.captured: dict[int, tuple[Var, Tracer]] = {}
+        # arrays the function captured (id -> (array, source), see captures.py) become
+        # implicit inputs when they meet a traced value, read again at every call
+        self.liftable = liftable or {}
+        self.lifted: dict[int, tuple[Var, Any]] = {}
 
     def new_arg(self, aval: Aval) -> Tracer:
         var = Var(aval)
         self.inputs.append(var)
         return Tracer(self, var)
 
+    def lift(self, x: np.ndarray, source: Any) -> Tracer:
+        """A captured array as an implicit input of this trace (once per array)."""
+        if id(x) not in self.lifted:
+            self.lifted[id(x)] = (Var(Aval(x.shape, x.dtype)), source)
+        return Tracer(self, self.lifted[id(x)][0])
+
+    def lift_known(self, x: Any) -> Any:
+        """`x` as a tracer if it is an array the function captured, else `x` itself."""
+        found = self.liftable.get(id(x)) if type(x) is np.ndarray else None
+        return self.lift(x, found[1]) if found is not None and found[0] is x else x
+
     def to_atom(self, x: Any, dtype: np.dtype | None) -> Atom:
+        if type(x) is np.ndarray:
+            x = self.lift_known(x)
         if isinstance(x, Tracer):
             if x._trace is self:
                 return x.atom
-            if x._trace not in _TRACE_STACK:
+            if x._trace not in trace_stack():
                 raise user_error(TracejitError, "a traced value escaped the function that "
                                  "produced it (it was stored outside and used later).",
                                  "return values from the traced function instead of storing "
@@ -69,9 +96,15 @@ class Trace:
         return Tracer(self, out)
 
     def graph(self, outputs: list[Any]) -> Graph:
+        """The graph: inputs are the arguments, then tracers captured from enclosing traces
+        (`graph.captured`), then lifted arrays (`graph.lifted`: their sources)."""
         outs = [self.to_atom(o, None) for o in outputs]
-        inputs = self.inputs + [v for v, _ in self.captured.values()]
-        return Graph(inputs, self.eqns, outs)
+        inputs = self.inputs + [v for v, _ in self.captured.values()] + \
+            [v for v, _ in self.lifted.values()]
+        graph = Graph(inputs, self.eqns, outs)
+        graph.captured = [tracer for _, tracer in self.captured.values()]
+        graph.lifted = [source for _, source in self.lifted.values()]
+        return graph
 
 
 def _scalar_dtype(prim, args) -> np.dtype | None:
@@ -84,30 +117,31 @@ def _scalar_dtype(prim, args) -> np.dtype | None:
 
 
 @contextlib.contextmanager
-def new_trace():
-    trace = Trace(len(_TRACE_STACK))
-    _TRACE_STACK.append(trace)
+def new_trace(liftable: dict | None = None):
+    stack = trace_stack()
+    trace = Trace(len(stack), liftable)
+    stack.append(trace)
     try:
         yield trace
     finally:
-        _TRACE_STACK.pop()
+        stack.pop()
 
 
 def is_tracer(x: Any) -> bool:
     return isinstance(x, Tracer)
 
 
-def trace(fn: Callable, avals: list[Aval]) -> tuple[Graph, Any]:
+def trace(fn: Callable, avals: list[Aval], liftable: dict | None = None) -> tuple[Graph, Any]:
     """Trace `fn(*tracers)` on tracers with these avals: (graph, output treedef).
 
-    `fn` takes flat tracers and returns a pytree; the graph's outputs are its leaves, and
-    tracers of enclosing traces it closed over become extra inputs after the arguments.
+    `fn` takes flat tracers and returns a pytree; the graph's outputs are its leaves.
+    Tracers of enclosing traces it closed over, and the arrays of `liftable` it used
+    (captured arrays, see captures.py), become extra inputs after the arguments.
     """
-    with new_trace() as t:
+    with new_trace(liftable) as t:
         out = fn(*[t.new_arg(a) for a in avals])
         out_leaves, out_tree = pytree.flatten(out)
         graph = t.graph(out_leaves)
-        graph.captured = [tracer for _, tracer in t.captured.values()]
     return graph, out_tree
 
 
