@@ -34,9 +34,19 @@ _MAX_DEPTH = 3   # functions calling functions calling functions
 
 @dataclass(eq=False)
 class Source:
-    """Where a captured value lives: `read()` gives its value now; `name` says where."""
-    read: Callable[[], Any]
+    """Where a captured value lives: a closure cell (`holder`), or `holder[key]` of a dict
+    (globals, an object's __dict__, a user's dict) or a list/tuple; `name` says where."""
+    kind: str  # "cell" | "item"
+    holder: Any
+    key: Any
     name: str
+
+    def read(self) -> Any:
+        """The value now (_MISSING if the name was deleted)."""
+        try:
+            return self.holder.cell_contents if self.kind == "cell" else self.holder[self.key]
+        except (ValueError, KeyError, IndexError):
+            return _MISSING
 
 
 @dataclass
@@ -48,15 +58,6 @@ class Scan:
 
 
 _MISSING = object()
-
-
-def _cell_reader(cell) -> Callable[[], Any]:
-    def read():
-        try:
-            return cell.cell_contents
-        except ValueError:  # an empty cell (the name was deleted)
-            return _MISSING
-    return read
 
 
 def _code_names(code: types.CodeType) -> set[str]:
@@ -97,13 +98,12 @@ def _visit(fn: Any, out: Scan, seen: set[int], depth: int) -> None:
         return
     code = fn.__code__
     for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
-        read = _cell_reader(cell)
-        _record(read(), Source(read, name), out, seen, depth)
+        source = Source("cell", cell, None, name)
+        _record(source.read(), source, out, seen, depth)
     g = fn.__globals__
     for name in sorted(_code_names(code)):
         if name in g:
-            _record(g[name], Source(lambda g=g, name=name: g.get(name, _MISSING), name),
-                    out, seen, depth)
+            _record(g[name], Source("item", g, name, name), out, seen, depth)
 
 
 def _attributes(obj: Any, method: types.FunctionType, out: Scan, seen: set[int],
@@ -113,8 +113,7 @@ def _attributes(obj: Any, method: types.FunctionType, out: Scan, seen: set[int],
     if not isinstance(attrs, dict):
         return
     for name in sorted(_code_names(method.__code__) & set(attrs)):
-        _record(attrs[name], Source(lambda a=attrs, n=name: a.get(n, _MISSING),
-                                    f"self.{name}"), out, seen, depth)
+        _record(attrs[name], Source("item", attrs, name, f"self.{name}"), out, seen, depth)
 
 
 def _record(value: Any, source: Source, out: Scan, seen: set[int], depth: int,
@@ -127,12 +126,12 @@ def _record(value: Any, source: Source, out: Scan, seen: set[int], depth: int,
         return
     elif isinstance(value, dict) and len(value) <= _MAX_ITEMS:
         for k, v in list(value.items()):
-            _record(v, Source(lambda c=value, k=k: c.get(k, _MISSING), f"{source.name}[{k!r}]"),
-                    out, seen, depth, inside=True)
+            _record(v, Source("item", value, k, f"{source.name}[{k!r}]"), out, seen, depth,
+                    inside=True)
     elif isinstance(value, (list, tuple)) and len(value) <= _MAX_ITEMS:
         for i, v in enumerate(value):
-            _record(v, Source(lambda c=value, i=i: c[i] if i < len(c) else _MISSING,
-                              f"{source.name}[{i}]"), out, seen, depth, inside=True)
+            _record(v, Source("item", value, i, f"{source.name}[{i}]"), out, seen, depth,
+                    inside=True)
     elif isinstance(value, (types.FunctionType, types.MethodType, functools.partial)):
         _visit(value, out, seen, depth - 1)
 
@@ -148,36 +147,55 @@ def _same_scalar(a: Any, b: Any) -> bool:
 class Guard:
     """Reads a compiled trace's implicit inputs at call time, or says the trace is stale.
 
-    `lifted`: the Sources of the arrays the graph takes as implicit inputs, with the dtype
-    and shape it was traced for; `constants`: Sources of arrays the trace used as constants
-    (identity must hold); `scalars`: (Source, value) pairs that must still hold.
+    `lifted`: (Source, dtype, shape) of the arrays the graph takes as implicit inputs;
+    `constants`: (Source, array) of arrays the trace used as constants (identity must
+    hold); `scalars`: (Source, value) pairs that must still hold. `inputs()` is generated
+    straight-line code: it runs on every call of a function with captured values.
     """
-
-    __slots__ = ("constants", "lifted", "scalars")
 
     def __init__(self, lifted: list[tuple[Source, np.dtype, tuple]],
                  constants: list[tuple[Source, np.ndarray]],
                  scalars: list[tuple[Source, Any]]) -> None:
         self.lifted, self.constants, self.scalars = lifted, constants, scalars
+        self.inputs = self._generate()
 
     def __bool__(self) -> bool:
         return bool(self.lifted or self.constants or self.scalars)
 
-    def inputs(self) -> list | None:
-        """The implicit inputs now, or None if a guard fails (trace again)."""
-        for source, value in self.scalars:
-            if not _same_scalar(source.read(), value):
-                return None
-        for source, obj in self.constants:
-            if source.read() is not obj:
-                return None
-        arrays = []
-        for source, dtype, shape in self.lifted:
-            x = source.read()
-            if type(x) is not np.ndarray or x.dtype != dtype or x.shape != shape:
-                return None
-            arrays.append(x)
-        return arrays
+    def _generate(self) -> Callable[[], list | None]:
+        """def inputs(): read every source, check it, return the lifted arrays or None."""
+        env: dict[str, Any] = {"ndarray": np.ndarray, "same": _same_scalar}
+        lines = ["def inputs():", "    try:", "        pass"]
+
+        def read(src: Source) -> str:
+            h = f"h{len(env)}"
+            env[h] = src.holder
+            if src.kind == "cell":
+                return f"{h}.cell_contents"
+            k = f"k{len(env)}"
+            env[k] = src.key
+            return f"{h}[{k}]"
+
+        for src, value in self.scalars:
+            v = f"v{len(env)}"
+            env[v] = value
+            lines.append(f"        if not same({read(src)}, {v}): return None")
+        for src, obj in self.constants:
+            o = f"o{len(env)}"
+            env[o] = obj
+            lines.append(f"        if {read(src)} is not {o}: return None")
+        outs = []
+        for i, (src, dtype, shape) in enumerate(self.lifted):
+            d, s = f"d{len(env)}", f"s{len(env) + 1}"
+            env[d], env[s] = dtype, shape
+            check = (f"        if type(x{i}) is not ndarray or x{i}.shape != {s} or "
+                     f"x{i}.dtype != {d}: return None")
+            lines += [f"        x{i} = {read(src)}", check]
+            outs.append(f"x{i}")
+        lines += ["    except (ValueError, KeyError, IndexError):  # a deleted name",
+                  "        return None", f"    return [{', '.join(outs)}]"]
+        exec(compile("\n".join(lines), "<tracejit captured-value guard>", "exec"), env)  # noqa: S102
+        return env["inputs"]
 
 
 def guard_for(found: Scan, lifted: list[Source]) -> Guard:
