@@ -219,6 +219,19 @@ def test_random_program_cuda(prog_spec):
     check_program(prog_spec, "cuda")
 
 
+def test_size1_max_after_row_max():
+    """The random-program regression (test_random_programs.test_compile_failure_regression) on
+    the device: a max over a size-1 axis of a row value is a copy, not a row reduction."""
+    def f(v0):
+        e = lambda v: np.exp(np.tanh(v))  # noqa: E731
+        v5 = np.max(v0, axis=0, keepdims=True)
+        return np.sum(v0 + v0) + np.sum(e(v0)) + np.sum(np.max(e(v5), axis=0, keepdims=True))
+    x = np.random.default_rng(0).uniform(-1.5, 1.5, (2, 2, 1))
+    got = tj.value_and_grad(f, device=CUDA)(x)
+    want = tj.value_and_grad(f, backend="interpreter")(x)
+    assert_close(got, want, np.float64)
+
+
 # the benchmark workloads' losses, defined once in benchmarks/workloads.py
 w1, w2, w3, w4 = (tracejit_loss(BENCHMARKS[f"W{i}"])[0] for i in range(1, 5))
 

@@ -248,7 +248,9 @@ class KernelSource:
             accs_at.setdefault(("inner" if inner else "row", lvl), []).append(e)
         passes = []  # per pass over the row: (reductions, stored values, accumulators, roots)
         for p in range(n_pass):
+            # row reductions only: a reduction over size-1 axes is a copy (kind elem)
             reds = [e for e in row_eqns if e.prim.kind == REDUCE and
+                    k.kinds[e.outputs[0].id] == "row" and
                     self.level[e.outputs[0].id] == p + 1]
             stored = [e for e in inner_eqns if self.level[e.outputs[0].id] == p and
                       e.outputs[0].id in self.out_names]
