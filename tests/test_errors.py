@@ -11,6 +11,7 @@ import pytest
 
 import tracejit as tj
 from helpers import line_of
+from tracejit.errors import DeviceError
 
 HERE = os.path.abspath(__file__)
 
@@ -378,3 +379,55 @@ def test_escaped_tracer():
         tj.jit(lambda y: y + leaked[0])(np.ones(2))  # MARK-escaped
     assert "escaped" in str(e.value)
     assert f"line {line_of(HERE, '# MARK-escaped')}" in str(e.value)
+
+
+# ----- options and arguments -----
+def test_unknown_backend_name():
+    with pytest.raises(DeviceError) as e:
+        tj.jit(lambda x: x, backend="numbaa")  # MARK-backend-typo
+    msg = assert_user_error(e, DeviceError, RuntimeError, "# MARK-backend-typo",
+                            "'numbaa'", "did you mean backend='numba'")
+    assert "KeyError" not in msg
+
+
+def test_unknown_backend_name_in_get_backend():
+    from tracejit.backends import get_backend
+    with pytest.raises(tj.TracejitError, match="'numbaa' is not a tracejit backend"):
+        get_backend("numbaa")
+
+
+def test_none_in_argnums():
+    with pytest.raises(tj.ArgnumsError) as e:
+        tj.grad(lambda x, y: np.sum(x), argnums=1)(np.ones(2), None)  # MARK-none-argnums
+    assert_user_error(e, tj.ArgnumsError, ValueError, "# MARK-none-argnums", "is None",
+                      "leave it out of argnums")
+
+
+def _forgot_return(x):
+    np.sum(x * x)  # MARK-no-return
+
+
+def test_loss_returned_none():
+    with pytest.raises(tj.GradientError) as e:
+        tj.grad(_forgot_return)(np.ones(2))  # MARK-none-loss
+    assert_user_error(e, tj.GradientError, TypeError, "# MARK-none-loss", "returned None",
+                      "`return`")
+
+
+def _list_as_array(x, ys):
+    return np.sum(x * ys)  # MARK-list-as-array
+
+
+def test_list_of_numbers_used_as_an_array(backend):
+    with pytest.raises(tj.TracerBoolError) as e:
+        tj.grad(_list_as_array, backend=backend)(np.ones(2), [1.0, 2.0])
+    assert_user_error(e, tj.TracerBoolError, TypeError, "# MARK-list-as-array",
+                      "list or tuple of traced values", "np.asarray([...])")
+
+
+def test_unhashable_static_argument():
+    f = tj.jit(lambda x, n: x * len(n), static_argnums=1)
+    with pytest.raises(tj.ArgumentError) as e:
+        f(np.ones(2), [1, 2])  # MARK-unhashable-static
+    assert_user_error(e, tj.ArgumentError, TypeError, "# MARK-unhashable-static",
+                      "static argument 1 (a list)", "tuple")

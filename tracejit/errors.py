@@ -87,6 +87,12 @@ def user_frame() -> tuple[str, int, str] | None:
     return None
 
 
+def in_package(frame: types.FrameType | None) -> bool:
+    """Whether `frame` runs tracejit's own code."""
+    return frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        _PACKAGE_DIR + os.sep)
+
+
 def _is_library(filename: str) -> bool:
     return os.sep + "site-packages" + os.sep in filename or \
         os.sep + "dist-packages" + os.sep in filename

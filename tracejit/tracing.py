@@ -24,6 +24,7 @@ from .errors import (
     UnsupportedError,
     called_function,
     calling_frame,
+    in_package,
     public_name,
     user_error,
     user_frame,
@@ -204,6 +205,7 @@ _ARRAY_MAKERS = ("array", "asarray", "asanyarray", "ascontiguousarray", "asfortr
 def _array_error() -> TracejitError:
     """np.asarray/np.array of a tracer, or a library function (scipy, ...) that converts its
     argument to a NumPy array: named, with a traced alternative."""
+    by_tracejit = in_package(sys._getframe(2))  # converting an operand: a list of tracers
     frame = calling_frame()
     fn = called_function(frame)
     where = where_of(frame)
@@ -212,6 +214,13 @@ def _array_error() -> TracejitError:
         return user_error(TracerBoolError, f"np.{name}() was given a traced value; it makes a "
                           "concrete NumPy array, whose values are not known while tracing.",
                           _FIXES["array"], where)
+    if by_tracejit or isinstance(fn, np.ufunc) or getattr(np, name, None) is fn is not None:
+        # NumPy itself hands tracers to tracejit: only a list/tuple of them gets here
+        return user_error(TracerBoolError, "a list or tuple of traced values was used as an "
+                          "array; tracejit does not turn sequences of traced values into arrays "
+                          "(a list argument is traced as a container of separate values).",
+                          "pass an array instead of a list (np.asarray([...]) before the "
+                          "call), or build the array with np.stack([...]).", where)
     if fn is not None and callable(fn) and getattr(fn, "__module__", None) != "builtins":
         tnp = sys.modules.get("tracejit.numpy")
         alt = f"use tnp.{name} (import tracejit.numpy as tnp), which traces, or " \
