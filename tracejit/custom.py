@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import errors, pytree
+from . import errors, pytree, randomness
 from .errors import GradientError, UnsupportedError, user_error
 from .ir import Graph, Literal, eval_graph
 from .primitives import defprim
@@ -70,8 +70,9 @@ def _call_vjp(g, out, *arrays, body: CallBody):
     # equations of fwd and bwd carry their own lines (not the call's): errors point there
     prev = errors.replaying(None)
     try:
-        _, residuals = _check_fwd(fn, fn.fwd(*args))
-        cts = fn.bwd(*static, residuals, g)
+        with randomness.watch(fn.fwd, fn.bwd):
+            _, residuals = _check_fwd(fn, fn.fwd(*args))
+            cts = fn.bwd(*static, residuals, g)
     finally:
         errors.replaying(prev)
     if not isinstance(cts, (tuple, list)) or len(cts) != len(diff_args):
@@ -226,7 +227,7 @@ class CustomVJP:
         body = CallBody(self, None, treedef, kept)
         graph, out_tree = trace(lambda *xs: self.fn(*body.args(xs)),
                                 [a.aval if isinstance(a, Tracer) else Literal.of(a).aval
-                                 for a in arrays])
+                                 for a in arrays], source=self.fn)
         self._check_body(graph, out_tree)
         body.graph = graph
         return custom_vjp_call_p.bind(*arrays, body=body)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import captures, config, fusion, passes, pytree
+from . import captures, config, fusion, passes, pytree, randomness
 from .autodiff import vjp_graph
 from .backends import BACKENDS, device_shape_dtype, get_backend, is_device_array, to_host
 from .errors import (
@@ -255,7 +255,8 @@ class Transformed:
         avals = [_leaf_aval(x, self.name) if not isinstance(x, Tracer) else x.aval
                  for x in leaves]
         found = found if found is not None else captures.scan(self.fn)
-        graph, out_tree = trace(self._flat_fn(args, kwargs, treedef), avals, found.arrays)
+        graph, out_tree = trace(self._flat_fn(args, kwargs, treedef), avals, found.arrays,
+                                source=self.fn)
         graph.in_avals = avals
         if self.mode == "jit":
             return graph, out_tree, []
@@ -416,7 +417,8 @@ class Transformed:
     # --- inside another transformation ---
     def _inline(self, args, kwargs):
         if self.mode == "jit":
-            return self.fn(*args, **kwargs)
+            with randomness.watch(self.fn):
+                return self.fn(*args, **kwargs)
         leaves, treedef = pytree.flatten(self._split(args, kwargs)[:2])
         graph, out_tree, wrt = self._trace(args, kwargs, leaves, treedef)
         joint, connected = vjp_graph(graph, wrt)

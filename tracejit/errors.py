@@ -50,7 +50,8 @@ class DeviceError(TracejitError, RuntimeError):
     """A device was asked for that is not available."""
 
 
-def _is_internal(filename: str) -> bool:
+def is_internal(filename: str) -> bool:
+    """Code that is not the user's: tracejit, NumPy, Numba, the stdlib."""
     path = os.path.abspath(filename)
     if path.startswith(_PACKAGE_DIR + os.sep):
         # tests and examples live outside the package; only the library is internal
@@ -81,7 +82,7 @@ def user_frame() -> tuple[str, int, str] | None:
     frame = sys._getframe(1)
     while frame is not None:
         code = frame.f_code
-        if not _is_internal(code.co_filename):
+        if not is_internal(code.co_filename):
             return (code.co_filename, frame.f_lineno, code.co_name)
         frame = frame.f_back
     return None
@@ -104,7 +105,7 @@ def calling_frame() -> types.FrameType | None:
     np.asarray on a tracer: the user's line that called scipy) when there is such a frame."""
     frame, found = sys._getframe(1), None
     while frame is not None:
-        if not _is_internal(frame.f_code.co_filename):
+        if not is_internal(frame.f_code.co_filename):
             found = found or frame
             if not _is_library(frame.f_code.co_filename):
                 return frame
@@ -188,7 +189,7 @@ def trim_traceback(exc: BaseException) -> BaseException:
     tb = exc.__traceback__
     kept: list[types.TracebackType] = []
     while tb is not None:
-        if not _is_internal(tb.tb_frame.f_code.co_filename):
+        if not is_internal(tb.tb_frame.f_code.co_filename):
             kept.append(tb)
         tb = tb.tb_next
     new_tb = None

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import pytree
+from . import pytree, randomness
 from .errors import (
     TracejitError,
     TracerBoolError,
@@ -160,14 +160,16 @@ def is_tracer(x: Any) -> bool:
     return isinstance(x, Tracer)
 
 
-def trace(fn: Callable, avals: list[Aval], liftable: dict | None = None) -> tuple[Graph, Any]:
+def trace(fn: Callable, avals: list[Aval], liftable: dict | None = None,
+          source: Callable | None = None) -> tuple[Graph, Any]:
     """Trace `fn(*tracers)` on tracers with these avals: (graph, output treedef).
 
     `fn` takes flat tracers and returns a pytree; the graph's outputs are its leaves.
     Tracers of enclosing traces it closed over, and the arrays of `liftable` it used
-    (captured arrays, see captures.py), become extra inputs after the arguments.
+    (captured arrays, see captures.py), become extra inputs after the arguments. `source`
+    is the user's function `fn` calls: it may not draw random numbers (randomness.py).
     """
-    with new_trace(liftable) as t:
+    with randomness.watch(source), new_trace(liftable) as t:
         out = fn(*[t.new_arg(a) for a in avals])
         out_leaves, out_tree = pytree.flatten(out)
         graph = t.graph(out_leaves)
