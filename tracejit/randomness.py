@@ -59,9 +59,11 @@ def _chains(code: types.CodeType) -> list[list[tuple[int, str, str]]]:
     found = _CHAINS.get(code)
     if found is None:
         found, chain = [], None
+        # of the local variables, only `self` (a method's first argument) can be resolved
+        first = code.co_varnames[0] if code.co_argcount else None
         for ins in dis.get_instructions(code):
             if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF") or \
-                    ins.opname.startswith("LOAD_FAST") and isinstance(ins.argval, str):
+                    ins.opname.startswith("LOAD_FAST") and ins.argval == first:
                 chain = [(ins.offset, ins.opname, ins.argval)]
                 found.append(chain)
             elif ins.opname in _ATTRS and chain is not None:
