@@ -138,10 +138,12 @@ def test_custom_vjp_cotangent_dtype_is_checked():
     def f(x):
         return x
 
-    f.defvjp(lambda x: (x, None), lambda res, g: (g.astype(np.float64),))
+    f.defvjp(lambda x: (x, None), lambda res, g: (g.astype(np.float64),))  # MARK-dtype-ct
     with pytest.raises(tj.GradientError, match=r"argument 0 \(x\) has dtype float64, but the "
-                                               r"argument has dtype float32"):
+                                               r"argument has dtype float32") as e:
         tj.grad(lambda x: np.sum(f(x)))(np.ones(3, np.float32))
+    assert f'File "{HERE}", line {line_of(HERE, "# MARK-dtype-ct")}' in str(e.value)
+    assert ".astype(x.dtype)" in str(e.value).splitlines()[-1]
     f.defvjp(lambda x: (x, None), lambda res, g: (2.0 * g,))  # weak scalars keep float32
     assert tj.grad(lambda x: np.sum(f(x)))(np.ones(3, np.float32)).dtype == np.float32
 

@@ -431,3 +431,30 @@ def test_unhashable_static_argument():
         f(np.ones(2), [1, 2])  # MARK-unhashable-static
     assert_user_error(e, tj.ArgumentError, TypeError, "# MARK-unhashable-static",
                       "static argument 1 (a list)", "tuple")
+
+
+def test_static_argnames_naming_no_parameter():
+    def f(x, n):
+        return x * n
+    with pytest.raises(tj.ArgnumsError) as e:
+        tj.jit(f, static_argnames="m")  # MARK-static-argnames
+    assert_user_error(e, tj.ArgnumsError, ValueError, "# MARK-static-argnames",
+                      "static_argnames='m' names no parameter", "(it has x, n)")
+
+
+def _max_where_no_initial(x):
+    return np.max(x, where=x > 0)  # MARK-max-where
+
+
+def _mean_where_bad_mask(x):
+    return np.mean(x, where=np.ones(3, bool))  # MARK-where-shape
+
+
+@pytest.mark.parametrize("fn,marker,words", [
+    (_max_where_no_initial, "# MARK-max-where", ("np.max", "initial=")),
+    (_mean_where_bad_mask, "# MARK-where-shape", ("where= mask of shape (3,)", "(2, 2)"))],
+    ids=["max-where", "where-shape"])
+def test_reduction_where_errors(fn, marker, words, backend):
+    with pytest.raises(tj.ShapeError) as e:
+        tj.jit(fn, backend=backend)(np.ones((2, 2)))
+    assert_user_error(e, tj.ShapeError, ValueError, marker, *words)
