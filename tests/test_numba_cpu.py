@@ -316,3 +316,45 @@ def test_float32_sum_results_do_not_depend_on_threads_or_variant():
     for r in results[1:]:
         for a, b in zip(r, results[0]):
             np.testing.assert_array_equal(a, b)
+
+
+HANG_CHILD = """
+    import numpy as np, tracejit as tj
+    def f(x, s):
+        e = np.exp(np.tanh(x))
+        w = np.where(e > s + 0.25, s, e)
+        return np.sum(np.cos(w)) + np.sum(1.0 / (1.0 + x * x)) * 0.5 + np.sum(e) * 0.75 + s
+    x, s = np.random.default_rng(0).uniform(-2, 2, (1, 3)), np.float64(0.3)
+    v, (gx, gs) = tj.value_and_grad(f, argnums=(0, 1))(x, s)
+    w, (wx, ws) = tj.value_and_grad(f, argnums=(0, 1), backend="interpreter")(x, s)
+    assert np.allclose(v, w, rtol=1e-12) and np.allclose(gx, wx, rtol=1e-12)
+    assert np.allclose(gs, ws, rtol=1e-12)
+    print("OK")
+"""
+
+
+def test_kernel_over_a_size1_axis_compiles_quickly(tmp_path):
+    """Found by the long random-program run: inputs of shape (1, 3) made a loop over the
+    size-1 axis whose body was all invariant, and LLVM's loop vectorizer spent minutes on
+    it (a hang). Now no loop runs over an axis no value runs along."""
+    out = _run_child(tmp_path, HANG_CHILD)  # a fresh cache: the kernels compile
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr
+
+
+def test_values_are_computed_in_the_loop_of_their_axes():
+    """A value that runs along the outer axis only (tanh of an (n, 1) input) is computed
+    once per row, before the loop over the other axis, not once per element."""
+    f = lambda x, y: np.sum(np.cos(np.tanh(x) * y))  # noqa: E731
+    x = np.linspace(-1, 1, 6).reshape(6, 1)
+    y = np.linspace(0, 2, 24).reshape(6, 4)
+    g = tj.value_and_grad(f, argnums=(0, 1))
+    src = tj.explain(g)(x, y)
+    kernel = src[src.index("_ser("):]
+    assert kernel.index("vm.tanh(a0[i0, 0])") < kernel.index("for i1 in range(n1)")
+    src1 = tj.explain(g)(x.reshape(1, 6), y.reshape(4, 6)[:1])
+    assert "for i0 in range(n0)" not in src1[src1.index("_ser("):]
+    want = tj.value_and_grad(f, argnums=(0, 1), backend="interpreter")(x, y)
+    got = g(x, y)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    for a, b in zip(got[1], want[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

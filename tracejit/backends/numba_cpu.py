@@ -87,6 +87,11 @@ class CpuKernelSource(KernelSource):
         row_parts = [f"acc{e.outputs[0].id}" for e in self.accs if self.wide(e) and not
                      fusion.footprint(k.reduce_in[e.outputs[0].id]) & set(self.inner)]
         blocked_at = None  # the blocked loop's body indentation (for close_blocked)
+        # the outer loops: the parallel axis, then each other outer axis a value runs along
+        # (no loop over a size-1 axis: LLVM's vectorizer took minutes on loops whose body was
+        # all invariant)
+        used = set().union(*map(fusion.footprint, [*k.amaps.values(), *k.reduce_in.values()]))
+        loops = [p] + [ax for ax in self.outer[1:] if ax in used]
         if self.accs:
             # accumulators: fixed slices (chunks) of the parallel axis, each with its own
             # partial (float64 for a float32 sum), combined in chunk order after the loop
@@ -112,7 +117,7 @@ class CpuKernelSource(KernelSource):
                 self.lines.append(f"{ind}w{v} = np.float64(0)" if self.wide(e) else
                                   f"{ind}acc{v} = {self.init(e)}")
             lo, hi = f"c * n{p} // nch", f"(c + 1) * n{p} // nch"
-            if row_parts and not self.outer[1:]:
+            if row_parts and not loops[1:]:
                 blocked_at = ind + "    "
                 ind = self.open_blocked(ind, "j", lo, hi, row_parts, idx=f"i{p}")
             else:
@@ -122,14 +127,24 @@ class CpuKernelSource(KernelSource):
         else:
             self.lines.append(f"{ind}for i{p} in {loop}(n{p}):")
             ind += "    "
-        for ax in self.outer[1:]:
-            if row_parts and ax == self.outer[-1]:
+        # without passes over rows, a value is computed in the loop of its innermost axis, not
+        # recomputed (and stored again) in loops it does not run along
+        depth = {} if self.inner else {e.outputs[0].id: max(
+            [loops.index(a) for a in fusion.footprint(k.amaps[e.outputs[0].id])], default=0)
+            for e in k.eqns if k.kinds[e.outputs[0].id] == "elem"}
+        for d, ax in enumerate(loops):
+            if d and row_parts and ax == loops[-1]:
                 blocked_at = ind + "    "
                 ind = self.open_blocked(ind, f"j{ax}", "0", f"n{ax}", row_parts, idx=f"i{ax}")
-            else:
+            elif d:
                 self.lines.append(f"{ind}for i{ax} in range(n{ax}):")
                 ind += "    "
-        self.emit_loops(ind)
+            if depth:
+                self.emit_values([e for e in k.eqns if depth.get(e.outputs[0].id) == d], ind)
+        if depth:
+            self.emit_values(self.accs, ind)
+        else:
+            self.emit_loops(ind)
         if blocked_at is not None:
             self.close_blocked(blocked_at, row_parts)
         ind = "    "
