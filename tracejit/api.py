@@ -124,7 +124,7 @@ class Transformed:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # fast path: positional arrays and scalars only, already compiled (W6: a 100-element
         # loss's whole call costs a few microseconds, so every dict and tuple here counts)
-        if not kwargs and self._fast is not None and not _TRACE_STACK:
+        if not kwargs and self._fast is not None and not _TRACE_STACK.traces:
             try:
                 entry = self._fast.get(_fast_key(args))
             except KeyError:  # a container or another array type: the general path
@@ -132,7 +132,7 @@ class Transformed:
             if entry is not None:
                 return entry.finish(entry.run(*args))
         try:
-            if _TRACE_STACK:  # inside another transformation (maybe closing over its tracers)
+            if _TRACE_STACK.traces:  # inside another transformation (maybe closing over tracers)
                 return self._inline(args, kwargs)
             key, leaves, treedef = self._key(args, kwargs)
             entry = self._cache.get(key)
@@ -409,7 +409,7 @@ def _protect_aliases(exe, graph: Graph) -> Callable:
 def inline_graph(graph: Graph, args: Sequence[Any]) -> list[Any]:
     """Replay `graph` on tracers of the current trace (nested transformations)."""
     env = {v.id: a for v, a in zip(graph.inputs, args)}
-    trace = _TRACE_STACK[-1]
+    trace = _TRACE_STACK.traces[-1]
 
     def read(atom):
         return Tracer(trace, atom) if isinstance(atom, Literal) else env[atom.id]

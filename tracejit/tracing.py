@@ -7,6 +7,7 @@ asking a tracer for a concrete value raises an error naming the user's line.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,17 @@ from . import pytree
 from .errors import TracejitError, TracerBoolError, UnsupportedError, user_error, user_frame
 from .ir import Atom, Aval, Eqn, Graph, Literal, Var
 
-_TRACE_STACK: list[Trace] = []
+
+class _TraceStack(threading.local):
+    """The traces active in this thread, innermost last. One per thread: while a thread
+    traces (a first call, under a compile lock), another thread's call of a compiled
+    function must not look like a call inside a trace (it would return tracers)."""
+
+    def __init__(self) -> None:
+        self.traces: list[Trace] = []
+
+
+_TRACE_STACK = _TraceStack()
 
 _CONCRETE_FIX = ("branch on data with tnp.where(cond, a, b) (or np.where); Python `if`, "
                  "`float()` and `int()` only work on shapes, dtypes and static arguments.")
@@ -42,7 +53,7 @@ class Trace:
         if isinstance(x, Tracer):
             if x._trace is self:
                 return x.atom
-            if x._trace not in _TRACE_STACK:
+            if x._trace not in _TRACE_STACK.traces:
                 raise user_error(TracejitError, "a traced value escaped the function that "
                                  "produced it (it was stored outside and used later).",
                                  "return values from the traced function instead of storing "
@@ -85,12 +96,13 @@ def _scalar_dtype(prim, args) -> np.dtype | None:
 
 @contextlib.contextmanager
 def new_trace():
-    trace = Trace(len(_TRACE_STACK))
-    _TRACE_STACK.append(trace)
+    stack = _TRACE_STACK.traces
+    trace = Trace(len(stack))
+    stack.append(trace)
     try:
         yield trace
     finally:
-        _TRACE_STACK.pop()
+        stack.pop()
 
 
 def is_tracer(x: Any) -> bool:
