@@ -283,6 +283,9 @@ def test_local_cluster_matches_and_compiles_once_per_worker(client, data):
     assert all(entries <= 2 for _, entries in again.values())  # blocks of 1000 and 7 rows
     v3, g3 = vg(w, Xd, yd)
     assert v3 == v and np.array_equal(g3, g)  # the same bits on every run
+    Xp, yp = client.persist([Xd, yd])  # blocks held by the workers, not in the graph
+    v4, g4 = vg(w, Xp, yp)
+    assert v4 == v and np.array_equal(g4, g)
 
 
 def block_data(seed: int, rows: int, blocks: int, kill_marker: str | None = None):

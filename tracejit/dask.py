@@ -44,9 +44,16 @@ from .errors import (
 try:
     import dask
     import dask.array as da
+    import dask.core
+    from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph
+    try:
+        from dask.task_spec import DataNode, Task, TaskRef
+    except ImportError:  # pragma: no cover - dask 2025.1: only the private module
+        from dask._task_spec import DataNode, Task, TaskRef
 except ImportError as e:  # pragma: no cover - the extra is not installed
-    raise ImportError("tracejit.dask needs Dask: pip install 'tracejit[dask]' "
-                      "(dask[array] and distributed).") from e
+    raise ImportError("tracejit.dask needs Dask 2025.1 or later: pip install "
+                      "'tracejit[dask]' (dask[array], distributed, threadpoolctl).") from e
 
 __all__ = ["ChunkError", "grad", "value_and_grad"]
 
@@ -104,15 +111,15 @@ class _Partial:
 
 class _BlockTask:
     """One call's block task. What is the same for every block (the function, the argument
-    layout) is held here, not passed as task arguments, where Dask would look for keys."""
+    layout) is held here, not passed as task arguments, where Dask looks for keys."""
 
     def __init__(self, block_fn: _BlockFn, spec: tuple) -> None:
         self.block_fn, self.spec = block_fn, spec
 
-    def __call__(self, params: list, *blocks: np.ndarray) -> _Partial:
+    def __call__(self, params: _Params, *blocks: np.ndarray) -> _Partial:
         """Run the compiled value+grad on one row block (mean: weighted by its rows)."""
         treedef, dask_slots, has_aux, weighted, threads = self.spec
-        leaves = [_aligned(x) for x in params]
+        leaves = [_aligned(x) for x in params.leaves]
         for slot, b in zip(dask_slots, blocks):
             leaves[slot] = _aligned(b)
         args, kwargs = pytree.unflatten(treedef, leaves)
@@ -179,6 +186,30 @@ def _numba_threads(n):
     finally:
         if n != old:
             numba.set_num_threads(old)
+
+
+_CONTROLLER: list = []
+
+
+@contextlib.contextmanager
+def _blas_threads(n):
+    """Cap BLAS threads (process-wide, through threadpoolctl when installed) at `n` for one
+    call on a local scheduler, where Dask threads already fill the cores: a matmul in each of
+    two Dask threads, each with two OpenBLAS threads, made W13 2x slower on 2 cores.
+    Distributed workers start with one BLAS thread (Dask's default), so a dict `n` is left
+    alone, as is a share of all the cores."""
+    if not isinstance(n, int) or n >= _cores():
+        yield
+        return
+    try:
+        if not _CONTROLLER:
+            from threadpoolctl import ThreadpoolController
+            _CONTROLLER.append(ThreadpoolController())
+        limit = _CONTROLLER[0].limit(limits=n, user_api="blas")
+    except ImportError:
+        limit = contextlib.nullcontext()
+    with limit:
+        yield
 
 
 def _cores() -> int:
@@ -262,10 +293,14 @@ class DaskTransformed:
         try:
             leaves, treedef, slots = self._split(args, kwargs)
             self._check_loss(args, kwargs, leaves, treedef, slots)
-            result = self._graph(leaves, treedef, slots)
+            threads = _plan_threads(self.numba_threads)
+            result = self._graph(leaves, treedef, slots, threads)
         except TracejitError as e:
             raise trim_traceback(e)
-        return dask.compute(result)[0] if self.compute else result
+        if not self.compute:
+            return result
+        with _blas_threads(threads):
+            return dask.compute(result)[0]
 
     # --- 1. checks, before any task runs ---
     def _split(self, args: tuple, kwargs: dict) -> tuple[list, Any, list[int]]:
@@ -340,30 +375,50 @@ class DaskTransformed:
         self._checked.add(key)
 
     # --- 2. the graph ---
-    def _graph(self, leaves: list, treedef, slots: list[int]):
-        """A Delayed computing the user's result: block tasks, a tree of combines, finish."""
+    def _graph(self, leaves: list, treedef, slots: list[int], threads) -> Delayed:
+        """A Delayed computing the user's result: block tasks, a tree of combines, finish.
+        One low-level layer (building it from dask.delayed calls cost 0.4 ms a block)."""
         arrays = dask.optimize(*[leaves[i] for i in slots])  # shared inputs computed once
-        blocks = [a.to_delayed(optimize_graph=False).ravel() for a in arrays]
-        params = [None if i in slots else x for i, x in enumerate(leaves)]
-        token = dask.base.tokenize(self.token, params, [a.name for a in arrays],
+        keys = [list(dask.core.flatten(a.__dask_keys__())) for a in arrays]
+        params = _Params([None if i in slots else x for i, x in enumerate(leaves)])
+        token = dask.base.tokenize(self.token, params.leaves, [a.name for a in arrays],
                                    self.reduce, self.numba_threads)
-        params_d = dask.delayed(params, traverse=False, name=f"tracejit-params-{token}")
-        spec = (treedef, tuple(slots), self.has_aux, self.reduce == "mean",
-                _plan_threads(self.numba_threads))
-        block = dask.delayed(_BlockTask(self.block_fn, spec), pure=True)
-        parts = [block(params_d, *[b[k] for b in blocks],
-                       dask_key_name=f"tracejit-block-{token}-{k}")
-                 for k, rows in enumerate(arrays[0].chunks[0]) if rows]
-        combine, level = dask.delayed(_combine, pure=True), 0
+        spec = (treedef, tuple(slots), self.has_aux, self.reduce == "mean", threads)
+        task, pkey = _BlockTask(self.block_fn, spec), f"tracejit-params-{token}"
+        layer: dict = {pkey: DataNode(pkey, params)}
+        parts = []
+        for k, rows in enumerate(arrays[0].chunks[0]):
+            if rows:
+                parts.append(("tracejit-block-" + token, k))
+                layer[parts[-1]] = _task(parts[-1], task, pkey, *[b[k] for b in keys])
+        level = 0
         while len(parts) > 1:  # the tree's shape depends only on the number of blocks
-            parts = [combine(*parts[j:j + self.split_every],
-                             dask_key_name=f"tracejit-combine-{token}-{level}-{j}")
-                     for j in range(0, len(parts), self.split_every)]
+            groups = [parts[j:j + self.split_every]
+                      for j in range(0, len(parts), self.split_every)]
+            parts = [(f"tracejit-combine-{level}-{token}", j) for j in range(len(groups))]
+            layer.update({key: _task(key, _combine, *g) for key, g in zip(parts, groups)})
             level += 1
-        finish = functools.partial(_finish, mode=self.mode, has_aux=self.has_aux,
-                                   mean=self.reduce == "mean")
-        return dask.delayed(finish, pure=True)(parts[0],
-                                               dask_key_name=f"tracejit-{self.mode}-{token}")
+        final = f"tracejit-{self.mode}-{token}"
+        layer[final] = _task(final, functools.partial(
+            _finish, mode=self.mode, has_aux=self.has_aux, mean=self.reduce == "mean"),
+            parts[0])
+        return Delayed(final, HighLevelGraph.from_collections(final, layer, arrays))
+
+
+def _task(key, fn: Callable, *deps) -> Task:
+    """A task calling fn on the values of the keys `deps`. The references are explicit: in a
+    legacy tuple task a key is found only if the graph holds it, and persisted blocks live
+    on the cluster, not in the graph (they would arrive as the key tuple itself)."""
+    return Task(key, fn, *[TaskRef(d) for d in deps])
+
+
+class _Params:
+    """The parameters' leaves (None where a block goes): one graph value, taken literally."""
+
+    __slots__ = ("leaves",)
+
+    def __init__(self, leaves: list) -> None:
+        self.leaves = leaves
 
 
 def _leaf_key(x) -> tuple:
