@@ -229,6 +229,7 @@ def overhead(ctx_small: dict, names: list[str], repeats: int, suffix: str = "") 
     """Per-chunk overhead: seconds per call / chunks on tiny blocks, for the peers `names`
     and for Dask's own `dask.compute(X.sum(0), y.sum())` on the same chunks."""
     import dask
+    timing.wait_until_quiet(0.1, 30.0)
     X, y = ctx_small["Xd"], ctx_small["yd"]
     fns = {name: build(name, ctx_small) for name in names}
     fns["dask X.sum(0)" + suffix] = lambda: dask.compute(X.sum(axis=0), y.sum())
@@ -245,7 +246,7 @@ def overhead(ctx_small: dict, names: list[str], repeats: int, suffix: str = "") 
 def start_cluster(workers: int):
     from distributed import Client, LocalCluster
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=None, silence_logs=logging.CRITICAL)
     return cluster, Client(cluster)
 
 
@@ -253,7 +254,16 @@ def run_peer(name: str, ctx: dict, ref, args) -> dict:
     rec = {"peer": name, "status": "ok", "message": ""}
     try:
         fn = build(name, ctx)
-        t = time_calls(fn, args.repeats, args.max_peer_s)
+        t = None
+        for attempt in range(1 + args.retries):  # a shared machine: keep the quietest try
+            if args.retries:
+                timing.wait_until_quiet(0.1, args.quiet_wait)
+            ti = time_calls(fn, args.repeats, args.max_peer_s)
+            if t is None or (ti["foreign_cores"] or 0) < (t["foreign_cores"] or 0):
+                t = ti
+            if (t["foreign_cores"] or 0) <= 0.2:
+                break
+        t["attempts"] = attempt + 1
     except ImportError as e:
         return {**rec, "status": "not installed", "message": str(e)[:120]}
     except Exception as e:  # noqa: BLE001 - a broken peer is a table row, not a crash
@@ -305,6 +315,11 @@ def parse_args(argv=None):
     ap.add_argument("--peers", help=f"comma list from {', '.join(PEERS)}")
     ap.add_argument("--repeats", type=int, default=None, help="timed calls (default 9, quick 3)")
     ap.add_argument("--max-peer-s", type=float, default=30.0)
+    ap.add_argument("--retries", type=int, default=None,
+                    help="time a peer again when other processes used > 0.2 cores meanwhile "
+                         "(default 2, quick 0)")
+    ap.add_argument("--quiet-wait", type=float, default=60.0,
+                    help="seconds to wait for the machine to go quiet before each try")
     ap.add_argument("--out", default=RESULTS_DIR)
     ap.add_argument("--no-save", action="store_true")
     ap.add_argument("--warm-cache", action="store_true",
@@ -313,6 +328,8 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     args.rows = int(args.rows or (2e6 if args.quick else 2e7))
     args.repeats = args.repeats or (3 if args.quick else 9)
+    if args.retries is None:
+        args.retries = 0 if args.quick else 2
     return args
 
 

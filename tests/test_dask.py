@@ -340,8 +340,12 @@ w = np.full(5, 0.1)
 with dask.config.set(scheduler="threads", num_workers=2):
     for _ in range(3):  # compile and warm up on small blocks: not part of the peak
         vg(w, *block_data(1, 1000, 2))
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # VmHWM := VmRSS
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM := VmRSS
+    except OSError as e:
+        print(json.dumps({"skip": f"cannot reset the peak RSS: {e}"}))
+        sys.exit(0)
     base = status("VmRSS")
     v, g = vg(w, *block_data(1, rows, blocks))
 print(json.dumps({"growth": status("VmHWM") - base, "value": float(v)}))
@@ -360,6 +364,8 @@ def test_memory_streams_ten_times_the_chunk_budget():
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "skip" in out:
+        pytest.skip(out["skip"])
     assert np.isfinite(out["value"])
     assert 0 < out["growth"] < budget, f"peak RSS grew {out['growth'] / 1e6:.0f} MB for " \
         f"{blocks * block_bytes / 1e6:.0f} MB of data (budget {budget / 1e6:.0f} MB)"
