@@ -219,6 +219,25 @@ def time_calls(fn, repeats: int, max_s: float) -> dict:
             "out": out}
 
 
+def paired(ctx: dict, names: list[str], pairs: int, peer_ctx: dict | None = None) -> dict:
+    """Median ratio of each peer to in-process tracejit over alternating calls: both sides
+    of a pair see the same foreign load, so the ratio holds on a shared machine."""
+    base = build("tracejit", ctx)
+    out = {}
+    for name in names:
+        fn = build(name, peer_ctx or ctx)
+        fn(), base()
+        ratios = []
+        for _ in range(pairs):
+            t0 = time.perf_counter()
+            base()
+            t1 = time.perf_counter()
+            fn()
+            ratios.append((time.perf_counter() - t1) / (t1 - t0))
+        out[name] = statistics.median(ratios)
+    return out
+
+
 def _settle() -> None:
     import sys as _sys
     if "tracejit" in _sys.modules:
@@ -361,6 +380,10 @@ def main(argv=None) -> int:
              "yd": da.from_array(small_y, chunks=(16,))}
     print(f"data ready in {time.perf_counter() - t_all:.0f} s", flush=True)
     recs = [run_peer(p, ctx, ref, args) for p in peers if "cluster" not in p]
+    ratios = {}
+    if "tracejit" in peers:
+        ratios = paired(ctx, [p for p in ("tjd-threads", "tjd-sync") if p in peers],
+                        args.repeats)
     over = overhead(small, [p for p in ("tjd-threads", "tjd-sync") if p in peers],
                     args.repeats * 3, " (threads)")
     del ctx["Xd"], ctx["yd"]
@@ -377,6 +400,8 @@ def main(argv=None) -> int:
             wait([Xd, yd])
             cctx = {"w": w, "Xd": Xd, "yd": yd}
             recs += [run_peer(p, cctx, ref, args) for p in names]
+            if "tracejit" in peers and f"tjd-cluster-{workers}" in names:
+                ratios.update(paired(ctx, [f"tjd-cluster-{workers}"], args.repeats, cctx))
             if workers == 2 and "tjd-cluster-2" in names:
                 Xs, ys = dask.persist(small["Xd"], small["yd"])
                 over.update(overhead({**small, "Xd": Xs, "yd": ys}, ["tjd-cluster-2"],
@@ -385,6 +410,9 @@ def main(argv=None) -> int:
             client.close()
             cluster.close()
     print_table(recs, over, args)
+    for name, r in ratios.items():
+        print(f"  paired {name} / tracejit: {r:.2f}x (median of {args.repeats} alternating "
+              "pairs)")
     print(f"total {time.perf_counter() - t_all:.0f} s")
     if cold:
         import shutil
@@ -395,7 +423,7 @@ def main(argv=None) -> int:
     stem = os.path.join(args.out, time.strftime("dask-%Y%m%d-%H%M%S")
                         + ("-quick" if args.quick else ""))
     payload = {"machine": machine, "config": {k: v for k, v in vars(args).items()},
-               "results": recs, "per_chunk_overhead_s": over,
+               "results": recs, "per_chunk_overhead_s": over, "paired_ratio": ratios,
                "argv": sys.argv[1:]}
     with open(stem + ".json", "w") as f:
         json.dump(payload, f, indent=1, default=str)
