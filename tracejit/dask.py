@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -198,7 +199,7 @@ def _blas_threads(n):
     two Dask threads, each with two OpenBLAS threads, made W13 2x slower on 2 cores.
     Distributed workers start with one BLAS thread (Dask's default), so a dict `n` is left
     alone, as is a share of all the cores."""
-    if not isinstance(n, int) or n >= _cores():
+    if not isinstance(n, int) or n >= _cores() or _client() is not None:
         yield
         return
     try:
@@ -210,6 +211,15 @@ def _blas_threads(n):
         limit = contextlib.nullcontext()
     with limit:
         yield
+
+
+def _client():
+    """The dask.distributed Client that dask.compute would use now, or None."""
+    from dask.base import get_scheduler
+    distributed = sys.modules.get("distributed")
+    client = getattr(get_scheduler(), "__self__", None)
+    return client if distributed is not None and isinstance(client, distributed.Client) \
+        else None
 
 
 def _cores() -> int:
@@ -237,11 +247,9 @@ def _plan_threads(override: int | None):
         return override
     import dask.local
     import dask.multiprocessing
-    import dask.threaded
     from dask.base import get_scheduler
-    sched = get_scheduler()
-    client = getattr(sched, "__self__", None)
-    if client is not None and type(client).__name__ == "Client":
+    sched, client = get_scheduler(), _client()
+    if client is not None:
         try:
             info = client.scheduler_info(n_workers=-1)
         except TypeError:  # older distributed: no n_workers argument (reports them all)
