@@ -422,6 +422,14 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, time.strftime("dask-%Y%m%d-%H%M%S")
                         + ("-quick" if args.quick else ""))
+    import importlib.metadata
+    versions = {}
+    for name in ("dask", "distributed", "dask-glm", "threadpoolctl"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    machine["libraries"].update(versions)
     payload = {"machine": machine, "config": {k: v for k, v in vars(args).items()},
                "results": recs, "per_chunk_overhead_s": over, "paired_ratio": ratios,
                "argv": sys.argv[1:]}
