@@ -480,7 +480,8 @@ def value_and_grad(fn: Callable | None = None, *, argnums=0, reduce: str = "sum"
     Returns:
         A function returning `(value, grads)` (or `((value, aux), grads)`) as NumPy values,
         equal to `tracejit.value_and_grad(fn)` on the concatenated data up to the rounding
-        of the reduction order (blocks are combined in float64, then cast back).
+        of the reduction order (blocks are combined in float64, then cast back): the same
+        bits on every run with the same chunks and threads per task.
 
     It runs on Dask's current scheduler: the threaded one when nothing is configured, a
     `dask.distributed.Client` when one is active, or `dask.config.set(scheduler=...)`.
