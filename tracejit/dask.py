@@ -288,10 +288,10 @@ class DaskTransformed:
             raise ValueError(f"{self.name}: numba_threads must be None (automatic) or an "
                              f"int >= 1, got {numba_threads!r}.")
         self.reduce, self.split_every, self.numba_threads = reduce, split_every, numba_threads
-        self.argnums = api._normalize_argnums(argnums, self.name)
         self.options = dict(argnums=argnums, has_aux=has_aux, unconnected=unconnected)
         self.token = f"{getattr(fn, '__name__', 'fn')}-{uuid.uuid4().hex}"
-        self.block_fn = _BlockFn(self.token, fn, self.options)
+        self.block_fn = _BlockFn(self.token, fn, self.options)  # checks the options
+        self.argnums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
         self._checked: set = set()
 
     def __repr__(self) -> str:
