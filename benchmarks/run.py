@@ -480,11 +480,22 @@ def main(argv=None) -> int:
     if args.list:
         for wl in WORKLOADS.values():
             print(f"{wl.key}  {wl.formula}")
+        print("W13  logistic loss over Dask arrays, X[2e7, 32] in 64 chunks (--only W13: "
+              "benchmarks/dask_bench.py, its own peers)")
         for p in PEERS.values():
             state = "missing " + ",".join(p.missing()) if p.missing() else "installed"
             print(f"  {p.name:<16}{'' if p.default else '(opt-in) '}{p.description} [{state}]")
         return 0
 
+    if args.only and "W13" in [k.strip().upper() for k in args.only.split(",")]:
+        # W13 (tracejit.dask) has its own data, peers and schedulers: benchmarks/dask_bench.py
+        from benchmarks import dask_bench
+        rc = dask_bench.main(["--out", args.out] + (["--quick"] if args.quick else [])
+                             + (["--no-save"] if args.no_save else []))
+        rest = [k for k in args.only.split(",") if k.strip() and k.strip().upper() != "W13"]
+        if not rest:
+            return rc
+        args.only = ",".join(rest)
     workloads = [WORKLOADS[k] for k in select_workloads(args.only)]
     peers = select_peers(args.peers)
     cold_dir = None if args.warm_cache else tempfile.mkdtemp(prefix="bench-cold-cache-")

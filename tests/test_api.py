@@ -298,3 +298,32 @@ def test_positional_fast_path_keeps_dtypes_shapes_and_scalar_types_apart(backend
             # a gradient has its input's dtype, as in JAX
             assert grad.shape == x.shape and grad.dtype == x.dtype
             np.testing.assert_array_equal(grad, (2 * np.asarray(w) * x).astype(x.dtype))
+
+
+def test_trace_in_another_thread_does_not_look_nested(backend):
+    # the trace stack is per thread: while one thread traces (a first call), another
+    # thread's calls of compiled functions run them, rather than inlining into that trace
+    # and returning tracers (found by tracejit.dask's threaded scheduler)
+    import threading
+    started, release = threading.Event(), threading.Event()
+
+    def slow(x):
+        started.set()
+        release.wait(10)  # holds the trace open
+        return np.sum(x * x)
+    g = tj.value_and_grad(lambda x: np.sum(x * x), backend=backend)
+    h = tj.value_and_grad(lambda p: np.sum(p["x"] * p["x"]), backend=backend)
+    g(np.ones(3))
+    h({"x": np.ones(3)})
+    worker = threading.Thread(target=tj.value_and_grad(slow, backend=backend),
+                              args=(np.ones(3),))
+    worker.start()
+    try:
+        assert started.wait(10)
+        v1, g1 = g(np.ones(3))  # the fast path
+        v2, g2 = h({"x": np.full(3, 2.0)})  # the general path (a pytree argument)
+    finally:
+        release.set()
+        worker.join()
+    assert v1 == 3.0 and v2 == 12.0 and isinstance(g1, np.ndarray)
+    np.testing.assert_array_equal(g2["x"], np.full(3, 4.0))

@@ -62,6 +62,11 @@ def check_rbm(result: str) -> None:
     assert end < 0.6 * start
 
 
+def check_dask_logistic(result: str) -> None:
+    err, loss = _floats(result)[:2]
+    assert err < 0.05 and 0.3 < loss < 0.5
+
+
 # name -> (optional modules it needs, check of its `result:` line)
 CASES = {
     "quickstart": ((), check_quickstart),
@@ -71,6 +76,7 @@ CASES = {
     "stable_softmax": (("sklearn",), check_softmax),
     "em_gaussian_mixture": ((), check_em),
     "rbm_contrastive_divergence": (("sklearn",), check_rbm),
+    "dask_logistic_regression": (("dask", "distributed"), check_dask_logistic),
 }
 
 
