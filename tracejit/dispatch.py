@@ -223,8 +223,9 @@ class Transformed:
                          None)
             raise user_error(GradientError, f"{self.name}: gradients need a scalar float loss; "
                              f"the function returned {loss.dtype}{list(loss.shape)}.",
-                             "reduce the output to a scalar (np.sum(out) or np.mean(out)), "
-                             "or use tracejit.jit for non-scalar outputs.", where)
+                             "reduce the output to a scalar (np.sum(out) or np.mean(out)); for "
+                             "the derivatives of a non-scalar output use tracejit.jacrev (the "
+                             "Jacobian) or tracejit.vjp (products with a cotangent).", where)
 
     def _joint(self, args, leaves, treedef):
         """Trace, differentiate and simplify: (joint graph, output treedef, wrt leaves,

@@ -1,6 +1,7 @@
 """Every primitive is declared once, by one `defprim` call that says everything about it:
 its shape/dtype rule, its NumPy reference implementation, its VJP (written in primitives, so
-the backward pass is itself traceable), and what the backends need: the scalar expression
+the backward pass is itself traceable), its JVP (forward mode, also in primitives) and its
+batching rule (vmap), and what the backends need: the scalar expression
 emitted for it (`emit`, with per-backend overrides in `emit_for`), how fusion treats it
 (`fusion`), whether a later pass recomputes it rather than stash it (`cheap`), a no-copy
 NumPy form for CPU steps (`view`) and a gather loop body for GPU steps (`gather`).
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ShapeError, user_error
 from ..ir import Aval, Literal
 
 UNARY, BINARY, SELECT, REDUCE, LAYOUT, CONTRACT = (
@@ -49,6 +51,14 @@ class Primitive:
     shape: Callable[..., Aval | list[Aval]]
     impl: Callable[..., Any]
     vjp: Callable[..., tuple] | None = None
+    # forward mode: (tangents, out, *inputs, **params) -> the output's tangent, or None for
+    # a zero tangent; tangents[i] is None where input i's tangent is zero. Written in
+    # primitives like `vjp` (forward.py), so jvp(grad(f)) and grad(jvp(f)) both work
+    jvp: Callable[..., Any] | None = None
+    # vmap: (prim, args, dims, **params) -> (out, out_dim). dims[i] is 0 (args[i] carries
+    # the batch as its first axis) or None (the same value for every example); out_dim
+    # likewise. Called only when some dim is 0 (batching.py)
+    batch: Callable[..., tuple] | None = None
     # scalar template shared by the Numba backends ({0}, {1}: operands; {T}: the output's
     # scalar type; params by name), a function of the output dtype giving one, or a Reduce
     emit: str | Reduce | Callable[[np.dtype], str] | None = None
@@ -122,8 +132,30 @@ def _find_trace(args):
     return best
 
 
+def zeros_on(like, shape: tuple[int, ...], dtype: np.dtype):
+    """Zeros of `shape` recorded on the trace of the tracer `like` (a broadcast scalar: no
+    memory is read); NumPy zeros when `like` is concrete. For rules that fill a zero tangent."""
+    from .layout import broadcast_p
+    trace = _find_trace([like])
+    if trace is None:
+        return np.zeros(shape, dtype)
+    return trace.bind(broadcast_p, (Literal.of(0, dtype),), {"shape": tuple(shape)})
+
+
 def is_float(dtype: np.dtype) -> bool:
     return np.issubdtype(dtype, np.inexact)
+
+
+def broadcast_shapes(*shapes: tuple[int, ...], op: str = "") -> tuple[int, ...]:
+    """NumPy's broadcast of `shapes`, or a ShapeError naming `op` and the user's line."""
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        shown = " and ".join(str(tuple(s)) for s in shapes)
+        raise user_error(
+            ShapeError, f"{op}: shapes {shown} cannot be broadcast together.",
+            "make the shapes compatible (NumPy broadcasting: trailing dimensions must be equal "
+            "or 1), e.g. with reshape, expand_dims or x[:, None].") from None
 
 
 from . import contraction, elementwise, layout, reductions  # noqa: F401  (fill REGISTRY)

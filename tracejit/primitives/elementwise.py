@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError, user_error
 from ..ir import Aval
-from . import ANY, BINARY, LOOP, NONZERO, POSITIVE, SELECT, SMOOTH, UNARY, UNIT, defprim, is_float
-
-
-def broadcast_shapes(*shapes: tuple[int, ...], op: str = "") -> tuple[int, ...]:
-    try:
-        return tuple(np.broadcast_shapes(*shapes))
-    except ValueError:
-        shown = " and ".join(str(tuple(s)) for s in shapes)
-        raise user_error(
-            ShapeError, f"{op}: shapes {shown} cannot be broadcast together.",
-            "make the shapes compatible (NumPy broadcasting: trailing dimensions must be equal "
-            "or 1), e.g. with reshape, expand_dims or x[:, None].") from None
+from . import (
+    ANY,
+    BINARY,
+    LOOP,
+    NONZERO,
+    POSITIVE,
+    SELECT,
+    SMOOTH,
+    UNARY,
+    UNIT,
+    broadcast_shapes,
+    defprim,
+    is_float,
+)
+from .layout import reshape_p
 
 
 def same_shape(x: Aval, **_) -> Aval:
@@ -54,9 +56,34 @@ def zeros_like_ct(x):
     return None
 
 
+# ----- forward mode and vmap, shared by every elementwise primitive -----
+def jvp_from_vjp(vjp):
+    """An elementwise primitive's JVP from its VJP: its Jacobian is diagonal (symmetric), so
+    the tangent is the sum over inputs of the VJP applied to that input's tangent."""
+    def jvp(tangents, out, *xs, **params):
+        total = None
+        for i, t in enumerate(tangents):
+            ct = None if t is None else vjp(t, out, *xs, **params)[i]
+            if ct is not None:
+                total = ct if total is None else add_p.bind(total, ct)
+        return total
+    return jvp
+
+
+def batch_elementwise(prim, args, dims, **params):
+    """Elementwise ops batch by broadcasting: each batched operand keeps its batch axis in
+    front, with size-1 axes after it up to the example's rank, so NumPy's right-aligned
+    broadcasting lines the examples up (unbatched operands broadcast over the batch)."""
+    rank = max(a.ndim - (d is not None) for a, d in zip(args, dims))
+    args = [reshape_p.bind(a, shape=a.shape[:1] + (1,) * (rank + 1 - a.ndim) + a.shape[1:])
+            if d is not None and a.ndim < rank + 1 else a for a, d in zip(args, dims)]
+    return prim.bind(*args, **params), 0
+
+
 def _unary(name, impl, vjp, emit, numpy=(), domain=ANY, **kw):
-    return defprim(name, UNARY, shape=same_shape, impl=impl, vjp=vjp, emit=emit,
-                   numpy=numpy, domain=domain, fusion=LOOP, **kw)
+    return defprim(name, UNARY, shape=same_shape, impl=impl, vjp=vjp, jvp=jvp_from_vjp(vjp),
+                   batch=batch_elementwise, emit=emit, numpy=numpy, domain=domain, fusion=LOOP,
+                   **kw)
 
 
 def _cpu(fn: str) -> dict:
@@ -123,8 +150,10 @@ ceil_p = _unary("ceil", np.ceil, lambda g, out, x: (None,), "np.ceil({0})", ("ce
 round_p = _unary("round", np.rint, lambda g, out, x: (None,), "np.rint({0})", ("rint",),
                  emit_for={"numba_cuda": _gpu_rint})
 logical_not_p = defprim("logical_not", UNARY, shape=_bool_shape, impl=np.logical_not,
-                        emit="(not {0})", numpy=("logical_not",), fusion=LOOP, cheap=True)
-# identity forward, constant edge backward; erased by passes.simplify once autodiff is done
+                        batch=batch_elementwise, emit="(not {0})", numpy=("logical_not",),
+                        fusion=LOOP, cheap=True)
+# identity forward, constant edge backward (and a zero tangent forward, as in JAX); erased
+# by passes.simplify once the transformations are done
 stop_gradient_p = _unary("stop_gradient", lambda x: np.array(x, copy=True),
                          lambda g, out, x: (None,), "{0}", erase_after_autodiff=True,
                          cheap=True)
@@ -138,16 +167,22 @@ def _convert_vjp(g, out, x, dtype):
     return (convert(g, x.dtype) if is_float(x.dtype) and is_float(dtype) else None,)
 
 
+def _convert_jvp(tangents, out, x, dtype):
+    return convert(tangents[0], dtype) if is_float(x.dtype) and is_float(dtype) else None
+
+
 convert_p = defprim("convert", UNARY, shape=_convert_shape,
                     impl=lambda x, dtype: np.asarray(x).astype(dtype),
-                    vjp=_convert_vjp, emit="np.{dtype}({0})", domain=ANY, fusion=LOOP, cheap=True)
+                    vjp=_convert_vjp, jvp=_convert_jvp, batch=batch_elementwise,
+                    emit="np.{dtype}({0})", domain=ANY, fusion=LOOP, cheap=True)
 
 
 # ----- binary -----
 def _binary(name, impl, vjp, emit, numpy=(), domain=ANY, out_dtype=None, cheap=False,
             emit_for=None, masks=None):
     return defprim(name, BINARY, shape=_binary_shape(name, out_dtype), impl=impl, vjp=vjp,
-                   emit=emit, numpy=numpy, domain=domain, fusion=LOOP, cheap=cheap,
+                   jvp=jvp_from_vjp(vjp), batch=batch_elementwise, emit=emit, numpy=numpy,
+                   domain=domain, fusion=LOOP, cheap=cheap,
                    emit_for=emit_for or {}, masks=masks)
 
 
@@ -215,8 +250,16 @@ def _select_shape(c: Aval, x: Aval, y: Aval) -> Aval:
     return Aval(broadcast_shapes(c.shape, x.shape, y.shape, op="where"), x.dtype)
 
 
+def _select_jvp(tangents, out, c, x, y):
+    _, tx, ty = tangents
+    if tx is None and ty is None:
+        return None
+    return select(c, 0 if tx is None else tx, 0 if ty is None else ty)
+
+
 select_p = defprim("select", SELECT, shape=_select_shape, impl=np.where,
                    vjp=lambda g, out, c, x, y: (None, select(c, g, 0), select(c, 0, g)),
+                   jvp=_select_jvp, batch=batch_elementwise,
                    masks=lambda g, out, c, x, y: (None, c, logical_not_p.bind(c)),
                    emit="({1} if {0} else {2})", numpy=("where",), domain=ANY, fusion=LOOP,
                    cheap=True)
