@@ -62,10 +62,12 @@ def _matmul_batch(prim, args, dims):
         prod, _ = batch_elementwise(mul_p, (a, bt), dims)
         return reduce_sum_p.bind(prod, axes=(prod.ndim - 1,)), 0
     if db is None and len(sb) == 2:
-        rows = matmul_p.bind(reshape_p.bind(a, shape=(a.size // k, k)), b)
+        count = int(np.prod((size,) + sa[:-1], dtype=np.int64))
+        rows = matmul_p.bind(reshape_p.bind(a, shape=(count, k)), b)
         return reshape_p.bind(rows, shape=(size,) + sa[:-1] + (m,)), 0
     if da is None and len(sa) == 2 and m == 1:
-        rows = matmul_p.bind(reshape_p.bind(b, shape=(b.size // k, k)), _swap_last(a))
+        count = int(np.prod((size,) + sb[:-2], dtype=np.int64))
+        rows = matmul_p.bind(reshape_p.bind(b, shape=(count, k)), _swap_last(a))
         return reshape_p.bind(rows, shape=(size,) + sb[:-2] + (n, 1)), 0
     rank = max(len(sa), len(sb))
     a, b = (reshape_p.bind(x, shape=x.shape[:1] + (1,) * (rank + 1 - x.ndim) + x.shape[1:])
