@@ -283,7 +283,8 @@ def fmt_mb(b: int | None) -> str:
 def print_workload_table(wl, recs: list[dict], copy_ref: dict, with_memory: bool) -> None:
     unit = wl.unit
     print()
-    print(f"{wl.key}  {wl.title}: {wl.formula}   [median {unit}/call, value+grad]")
+    what = "value+grad" if not wl.is_transform else wl.transform.replace("_", " ")
+    print(f"{wl.key}  {wl.title}: {wl.formula}   [median {unit}/call, {what}]")
     refs = {r["peer"]: r.get("median_s") for r in recs if r["status"] == "ok"}
     head = (f"  {'peer':<16}{'median':>9}{'min':>9}{'IQR':>15}{'first call':>12}"
             f"{'/tracejit':>11}{'/fused':>9}{'calls':>9}{'others':>7}")

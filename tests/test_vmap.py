@@ -373,3 +373,15 @@ def test_vmap_grad_against_jax(unary, binary, seed):
     got = tj.vmap(tj.grad(lambda w, x: loss(np, w, x)), in_axes=(None, 0))(w, X)
     want = jax.vmap(jax.grad(lambda w, x: loss(jnp, w, x)), in_axes=(None, 0))(w, X)
     np.testing.assert_allclose(got, np.asarray(want), rtol=1e-10, atol=1e-12)
+
+
+def test_a_new_primitive_gets_its_kinds_rules():
+    """cbrt and nansum (declared in test_extending.py with one defprim each, no jvp= or
+    batch=) get the elementwise and reduction rules: forward mode and vmap work."""
+    from test_extending import w1_like
+    x = np.random.default_rng(1).uniform(0.5, 2.0, (3, 4))
+    v = np.ones_like(x)
+    _, tan = tj.jvp(w1_like, (x,), (v,))
+    np.testing.assert_allclose(tan, np.sum(tj.grad(w1_like)(x) * v), rtol=1e-12)
+    got = tj.vmap(tj.grad(w1_like))(x)
+    np.testing.assert_allclose(got, np.stack([tj.grad(w1_like)(r) for r in x]), rtol=1e-12)

@@ -6,8 +6,8 @@ import numpy as np
 
 from ..errors import ShapeError, user_error
 from ..ir import Aval
-from . import ANY, CONTRACT, STEP, broadcast_shapes, defprim
-from .elementwise import add_p, batch_elementwise, mul_p
+from . import ANY, CONTRACT, STEP, batch_elementwise, broadcast_shapes, defprim
+from .elementwise import add_p, mul_p
 from .layout import reshape_p, transpose_p
 from .reductions import reduce_sum_p
 

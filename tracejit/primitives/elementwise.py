@@ -26,7 +26,6 @@ from . import (
     defprim,
     is_float,
 )
-from .layout import reshape_p
 
 
 def same_shape(x: Aval, **_) -> Aval:
@@ -56,34 +55,11 @@ def zeros_like_ct(x):
     return None
 
 
-# ----- forward mode and vmap, shared by every elementwise primitive -----
-def jvp_from_vjp(vjp):
-    """An elementwise primitive's JVP from its VJP: its Jacobian is diagonal (symmetric), so
-    the tangent is the sum over inputs of the VJP applied to that input's tangent."""
-    def jvp(tangents, out, *xs, **params):
-        total = None
-        for i, t in enumerate(tangents):
-            ct = None if t is None else vjp(t, out, *xs, **params)[i]
-            if ct is not None:
-                total = ct if total is None else add_p.bind(total, ct)
-        return total
-    return jvp
-
-
-def batch_elementwise(prim, args, dims, **params):
-    """Elementwise ops batch by broadcasting: each batched operand keeps its batch axis in
-    front, with size-1 axes after it up to the example's rank, so NumPy's right-aligned
-    broadcasting lines the examples up (unbatched operands broadcast over the batch)."""
-    rank = max(a.ndim - (d is not None) for a, d in zip(args, dims))
-    args = [reshape_p.bind(a, shape=a.shape[:1] + (1,) * (rank + 1 - a.ndim) + a.shape[1:])
-            if d is not None and a.ndim < rank + 1 else a for a, d in zip(args, dims)]
-    return prim.bind(*args, **params), 0
-
-
+# (the JVP and batching rules of elementwise primitives are their kind's, filled in by
+# defprim: the JVP from the VJP, batching by broadcasting; see primitives/__init__.py)
 def _unary(name, impl, vjp, emit, numpy=(), domain=ANY, **kw):
-    return defprim(name, UNARY, shape=same_shape, impl=impl, vjp=vjp, jvp=jvp_from_vjp(vjp),
-                   batch=batch_elementwise, emit=emit, numpy=numpy, domain=domain, fusion=LOOP,
-                   **kw)
+    return defprim(name, UNARY, shape=same_shape, impl=impl, vjp=vjp, emit=emit,
+                   numpy=numpy, domain=domain, fusion=LOOP, **kw)
 
 
 def _cpu(fn: str) -> dict:
@@ -150,8 +126,7 @@ ceil_p = _unary("ceil", np.ceil, lambda g, out, x: (None,), "np.ceil({0})", ("ce
 round_p = _unary("round", np.rint, lambda g, out, x: (None,), "np.rint({0})", ("rint",),
                  emit_for={"numba_cuda": _gpu_rint})
 logical_not_p = defprim("logical_not", UNARY, shape=_bool_shape, impl=np.logical_not,
-                        batch=batch_elementwise, emit="(not {0})", numpy=("logical_not",),
-                        fusion=LOOP, cheap=True)
+                        emit="(not {0})", numpy=("logical_not",), fusion=LOOP, cheap=True)
 # identity forward, constant edge backward (and a zero tangent forward, as in JAX); erased
 # by passes.simplify once the transformations are done
 stop_gradient_p = _unary("stop_gradient", lambda x: np.array(x, copy=True),
@@ -173,7 +148,7 @@ def _convert_jvp(tangents, out, x, dtype):
 
 convert_p = defprim("convert", UNARY, shape=_convert_shape,
                     impl=lambda x, dtype: np.asarray(x).astype(dtype),
-                    vjp=_convert_vjp, jvp=_convert_jvp, batch=batch_elementwise,
+                    vjp=_convert_vjp, jvp=_convert_jvp,
                     emit="np.{dtype}({0})", domain=ANY, fusion=LOOP, cheap=True)
 
 
@@ -181,8 +156,7 @@ convert_p = defprim("convert", UNARY, shape=_convert_shape,
 def _binary(name, impl, vjp, emit, numpy=(), domain=ANY, out_dtype=None, cheap=False,
             emit_for=None, masks=None):
     return defprim(name, BINARY, shape=_binary_shape(name, out_dtype), impl=impl, vjp=vjp,
-                   jvp=jvp_from_vjp(vjp), batch=batch_elementwise, emit=emit, numpy=numpy,
-                   domain=domain, fusion=LOOP, cheap=cheap,
+                   emit=emit, numpy=numpy, domain=domain, fusion=LOOP, cheap=cheap,
                    emit_for=emit_for or {}, masks=masks)
 
 
@@ -259,7 +233,7 @@ def _select_jvp(tangents, out, c, x, y):
 
 select_p = defprim("select", SELECT, shape=_select_shape, impl=np.where,
                    vjp=lambda g, out, c, x, y: (None, select(c, g, 0), select(c, 0, g)),
-                   jvp=_select_jvp, batch=batch_elementwise,
+                   jvp=_select_jvp,  # one select (the VJP-derived rule would take two)
                    masks=lambda g, out, c, x, y: (None, c, logical_not_p.bind(c)),
                    emit="({1} if {0} else {2})", numpy=("where",), domain=ANY, fusion=LOOP,
                    cheap=True)

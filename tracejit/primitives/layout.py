@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ShapeError, user_error
 from ..ir import Aval
-from . import ANY, LAYOUT, LOOP, STEP, broadcast_shapes, defprim, zeros_on
+from . import ANY, LAYOUT, LOOP, STEP, broadcast_shapes, defprim, full_on
 
 
 def _ix(names: list[str]) -> str:
@@ -269,7 +269,7 @@ def _concat_gather(e) -> list[str]:
 
 
 def _concat_jvp(tangents, out, *xs, axis):
-    return concatenate_p.bind(*[zeros_on(out, x.shape, x.dtype) if t is None else t
+    return concatenate_p.bind(*[full_on(out, x.shape, x.dtype) if t is None else t
                                 for t, x in zip(tangents, xs)], axis=axis)
 
 

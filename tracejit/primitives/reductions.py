@@ -33,11 +33,6 @@ def _sum_vjp(g, out, x, axes):
     return (_broadcast(g, x.shape),)
 
 
-def _batch_reduce(prim, args, dims, axes):
-    """The example's axes move one up behind the batch axis."""
-    return prim.bind(args[0], axes=tuple(a + 1 for a in axes)), 0
-
-
 def _sum_jvp(tangents, out, x, axes):
     return reduce_sum_p.bind(tangents[0], axes=axes)
 
@@ -96,22 +91,22 @@ def _highest(dtype: np.dtype):
 # NaN-exact max/min and prod keep vector lanes of partials in a row (Reduce.lanes)
 reduce_sum_p = defprim("reduce_sum", REDUCE, numpy=("sum",),
                        shape=_reduce_shape, impl=_np_reduce(np.sum),
-                       vjp=_sum_vjp, jvp=_sum_jvp, batch=_batch_reduce,
+                       vjp=_sum_vjp, jvp=_sum_jvp, 
                        emit=Reduce(lambda dtype: 0, "({acc} + {x})", lanes=False),
                        emit_for={"numba_cpu": "vm.radd({acc}, {x})"}, domain=ANY, fusion=LOOP)
 reduce_max_p = defprim("reduce_max", REDUCE, numpy=("max", "amax"),
                        shape=_reduce_shape, impl=_np_reduce(np.max),
                        vjp=_extremum_vjp, jvp=_extremum_jvp,
-                       batch=_batch_reduce, emit=Reduce(_lowest, MAX_EMIT.format("{x}", "{acc}")),
+                       emit=Reduce(_lowest, MAX_EMIT.format("{x}", "{acc}")),
                        emit_for={"numba_cpu": "vm.maximum({acc}, {x})"}, domain=ANY, fusion=LOOP)
 reduce_min_p = defprim("reduce_min", REDUCE, numpy=("min", "amin"),
                        shape=_reduce_shape, impl=_np_reduce(np.min),
                        vjp=_extremum_vjp, jvp=_extremum_jvp,
-                       batch=_batch_reduce, emit=Reduce(_highest, MIN_EMIT.format("{x}", "{acc}")),
+                       emit=Reduce(_highest, MIN_EMIT.format("{x}", "{acc}")),
                        emit_for={"numba_cpu": "vm.minimum({acc}, {x})"}, domain=ANY, fusion=LOOP)
 reduce_prod_p = defprim("reduce_prod", REDUCE, numpy=("prod",),
                         shape=_reduce_shape, impl=_np_reduce(np.prod),
-                        vjp=_prod_vjp, jvp=_prod_jvp, batch=_batch_reduce,
+                        vjp=_prod_vjp, jvp=_prod_jvp, 
                         emit=Reduce(lambda dtype: 1, "({acc} * {x})"),
                         emit_for={"numba_cpu": "vm.rmul({acc}, {x})"}, domain=ANY, fusion=LOOP)
 
@@ -135,7 +130,7 @@ def _arg_gather(better: str):
 # forward only: integer outputs carry no gradient
 argmax_p = defprim("argmax", REDUCE, shape=_arg_shape,
                    impl=lambda x, axes: np.argmax(x, axis=axes[0], keepdims=True),
-                   batch=_batch_reduce, fusion=STEP, gather=_arg_gather(">"))
+                   fusion=STEP, gather=_arg_gather(">"))
 argmin_p = defprim("argmin", REDUCE, shape=_arg_shape,
                    impl=lambda x, axes: np.argmin(x, axis=axes[0], keepdims=True),
-                   batch=_batch_reduce, fusion=STEP, gather=_arg_gather("<"))
+                   fusion=STEP, gather=_arg_gather("<"))
