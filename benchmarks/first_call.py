@@ -26,11 +26,10 @@ t0 = time.perf_counter()
 import numpy as np
 import tracejit as tj
 t1 = time.perf_counter()
+from benchmarks.workloads import WORKLOADS, data_w1, tracejit_loss
 
-def w1(x):
-    return np.sum(np.tanh(x) * np.sin(x) + 0.5 * x * x)
-
-x = np.random.default_rng(1).standard_normal(10_000_000, dtype=np.float32)
+w1, _ = tracejit_loss(WORKLOADS["W1"])  # the benchmark's own W1
+x = data_w1(10_000_000)["x"]
 f = tj.jit_grad(w1)
 t2 = time.perf_counter()
 f(x)
@@ -39,10 +38,13 @@ print(json.dumps({"import_s": t1 - t0, "first_call_s": t3 - t2}))
 """
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _child(cache: str) -> dict:
     env = dict(os.environ, TRACEJIT_CACHE_DIR=cache)
     out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
-                         text=True, check=True)
+                         text=True, check=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

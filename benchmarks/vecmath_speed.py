@@ -9,6 +9,7 @@ import importlib.util
 import math
 import pathlib
 import re
+import sys
 import time
 
 import numba
@@ -17,10 +18,12 @@ from numba import prange
 
 try:
     from tracejit.backends import vecmath as vm
-except ImportError:  # package init not there yet: load the module by path
-    _p = pathlib.Path(__file__).resolve().parents[1] / "tracejit" / "backends" / "vecmath.py"
-    _spec = importlib.util.spec_from_file_location("tracejit_vecmath", _p)
+except ImportError:  # tracejit itself does not import: load the vecmath package by path
+    _p = pathlib.Path(__file__).resolve().parents[1] / "tracejit" / "backends" / "vecmath"
+    _spec = importlib.util.spec_from_file_location("tracejit_vecmath", _p / "__init__.py",
+                                                   submodule_search_locations=[str(_p)])
     vm = importlib.util.module_from_spec(_spec)
+    sys.modules["tracejit_vecmath"] = vm  # its modules import each other relatively
     _spec.loader.exec_module(vm)
 
 _jit = numba.njit(parallel=True, fastmath={"reassoc", "contract"})

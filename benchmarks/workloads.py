@@ -380,10 +380,12 @@ def _load_vecmath():
     except Exception as exc:  # noqa: BLE001 - any failure means "fall back to libm"
         reason = f"{type(exc).__name__}: {exc}"
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "tracejit", "backends", "vecmath.py")
+                        "tracejit", "backends", "vecmath")
     if os.path.exists(path):
         try:
-            spec = importlib.util.spec_from_file_location("_bench_vecmath", path)
+            spec = importlib.util.spec_from_file_location(
+                "_bench_vecmath", os.path.join(path, "__init__.py"),
+                submodule_search_locations=[path])
             vm = importlib.util.module_from_spec(spec)
             sys.modules["_bench_vecmath"] = vm
             spec.loader.exec_module(vm)

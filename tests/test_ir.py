@@ -50,8 +50,8 @@ def test_printer_params_literals_and_dtypes():
 
 
 def test_printer_scalar_and_array_constants():
-    w = np.arange(3.0)
-    text = str(ir(lambda x: x * w + 1, np.ones(3)))
+    # an array made inside the function is a constant (a captured one is an input)
+    text = str(ir(lambda x: x * np.arange(3.0) + 1, np.ones(3)))
     assert "constf64[3]" in text and "1.0:f64" in text
 
 

@@ -10,19 +10,20 @@ import numpy as np
 import pytest
 
 import tracejit as tj
-from tracejit.backends import numba_cpu
+from benchmarks.workloads import WORKLOADS, tracejit_loss
+from tracejit.backends import kernel_cache
 
-
-def w1(x):
-    return np.sum(np.tanh(x) * np.sin(x) + 0.5 * x * x)
+# the benchmark workloads' losses, defined once in benchmarks/workloads.py
+w1, w3, w5 = (tracejit_loss(WORKLOADS[key])[0] for key in ("W1", "W3", "W5"))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_new_sizes_compile_nothing_new():
     f = tj.jit_grad(w1)
     f(np.ones(1000, np.float32))
-    before = set(numba_cpu._compiled)
+    before = set(kernel_cache.MODULES)
     value, g = f(np.linspace(-1, 1, 2000, dtype=np.float32))
-    assert set(numba_cpu._compiled) == before
+    assert set(kernel_cache.MODULES) == before
     ref_v, ref_g = tj.jit_grad(w1, backend="interpreter")(np.linspace(-1, 1, 2000,
                                                                       dtype=np.float32))
     np.testing.assert_allclose(g, ref_g, rtol=1e-5, atol=1e-6)
@@ -36,17 +37,31 @@ def test_kernel_source_has_no_sizes():
 
 
 def _run_child(cache_dir, code):
-    env = dict(os.environ, TRACEJIT_CACHE_DIR=str(cache_dir), NUMBA_DEBUG_CACHE="1")
+    env = dict(os.environ, TRACEJIT_CACHE_DIR=str(cache_dir), NUMBA_DEBUG_CACHE="1",
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
                           capture_output=True, text=True, timeout=300)
 
 
 CHILD = """
     import numpy as np, tracejit as tj
-    f = tj.jit_grad(lambda x: np.sum(np.tanh(x) * np.sin(x) + 0.5 * x * x))
+    from benchmarks.workloads import WORKLOADS, tracejit_loss
+    f = tj.jit_grad(tracejit_loss(WORKLOADS["W1"])[0])
     v, g = f(np.linspace(-1, 1, 100, dtype=np.float32))
-    print("VALUE", float(v))
+    print("VALUE", repr(float(v)), "GRAD", repr(float(g @ np.linspace(0, 1, 100))))
 """
+
+
+def _printed(out) -> tuple[float, float]:
+    """The (value, gradient projection) a CHILD printed."""
+    words = out.stdout.split("VALUE")[1].split()
+    return float(words[0]), float(words[2])
+
+
+def _expected() -> tuple[float, float]:
+    """What CHILD must print: W1's value and gradient by the interpreter (float32)."""
+    v, g = tj.jit_grad(w1, backend="interpreter")(np.linspace(-1, 1, 100, dtype=np.float32))
+    return float(v), float(g @ np.linspace(0, 1, 100))
 
 
 def test_disk_cache_is_used_by_a_new_process(tmp_path):
@@ -55,11 +70,13 @@ def test_disk_cache_is_used_by_a_new_process(tmp_path):
     second = _run_child(tmp_path, CHILD)
     assert second.returncode == 0, second.stderr
     assert "data loaded from" in second.stdout + second.stderr  # Numba read the cache
-    assert first.stdout.split("VALUE")[1] == second.stdout.split("VALUE")[1]
+    assert _printed(first) == _printed(second)  # the cached code computes the same bits
+    np.testing.assert_allclose(_printed(first), _expected(), rtol=1e-5)
 
 
 def test_corrupted_cache_is_rebuilt(tmp_path):
-    assert _run_child(tmp_path, CHILD).returncode == 0
+    first = _run_child(tmp_path, CHILD)
+    assert first.returncode == 0, first.stderr
     cache = tmp_path / "kernels" / "__pycache__"
     files = [p for p in cache.iterdir() if p.suffix in (".nbc", ".nbi")]
     assert files
@@ -69,7 +86,8 @@ def test_corrupted_cache_is_rebuilt(tmp_path):
         p.write_text(p.read_text()[:40])
     again = _run_child(tmp_path, CHILD)
     assert again.returncode == 0, again.stderr
-    assert "VALUE" in again.stdout
+    assert _printed(again) == _printed(first)  # rebuilt, not a garbage result
+    np.testing.assert_allclose(_printed(again), _expected(), rtol=1e-5)
 
 
 def test_threads_compiling_and_calling_concurrently():
@@ -128,20 +146,12 @@ def test_nan_and_inf_propagate_in_compiled_code():
 
 def test_plans_that_call_blas_run_serial_loops():
     # a Numba parallel region right after OpenBLAS fights its threads (W5: 16 ms vs 3.0 ms)
-    def mlp(W2, X, W1, T):
-        h = tj.stop_gradient(np.tanh(X @ W1))
-        return np.mean((h @ W2 - T) ** 2)
     r = np.random.default_rng(0)
     args = [r.standard_normal(s) for s in [(64, 10), (512, 64), (64, 64), (512, 10)]]
-    exe = tj.jit_grad(mlp).entry_for(*args).exe
+    exe = tj.jit_grad(w5).entry_for(*args).exe
     assert exe.kernels and not any(k.parallel for k in exe.kernels)
     big = tj.jit_grad(w1).entry_for(np.ones(1 << 16)).exe
     assert all(k.parallel for k in big.kernels)  # without BLAS, large loops stay parallel
-
-
-def softmax_xent(L, Y):
-    z = L - tj.stop_gradient(np.max(L, axis=1, keepdims=True))
-    return np.mean(np.log(np.sum(np.exp(z), axis=1)) - np.sum(Y * z, axis=1))
 
 
 @pytest.mark.parametrize("cols", [1, 7, 8, 13, 64])  # below, at and around LANES
@@ -162,11 +172,11 @@ def test_row_reductions_keep_nan_and_order_across_lanes(cols):
 def test_row_value_stashed_in_the_output_row_is_read_back_not_recomputed():
     r = np.random.default_rng(1)
     L, Y = r.standard_normal((6, 37)), np.eye(37)[r.integers(0, 37, 6)]
-    exe = tj.jit_grad(softmax_xent).entry_for(L, Y).exe
+    exe = tj.jit_grad(w3).entry_for(L, Y).exe
     src = exe.kernels[0].source
     assert src.count("vm.exp(") == 2  # once per variant: the last pass reads exp(z) back
-    for got, want in zip(tj.jit_grad(softmax_xent)(L, Y),
-                         tj.jit_grad(softmax_xent, backend="interpreter")(L, Y)):
+    for got, want in zip(tj.jit_grad(w3)(L, Y),
+                         tj.jit_grad(w3, backend="interpreter")(L, Y)):
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
@@ -191,6 +201,13 @@ def test_sin_cos_beyond_the_fast_range_fall_back_to_libm(dtype):
     assert g.entry_for(big).exe.rerun.exe is not None  # the libm plan, built on need
 
 
+def test_range_guard_is_one_more_accumulator_in_the_same_kernel():
+    # W1 calls sin: the count of arguments beyond vecmath's range joins W1's one kernel
+    exe = tj.jit_grad(w1).entry_for(np.linspace(-3, 3, 50, dtype=np.float32)).exe
+    assert len(exe.kernels) == 1 and exe.rerun is not None and exe.rerun.exe is None
+    assert "    if t" in exe.driver_source and "return _rerun(x0)" in exe.driver_source
+
+
 def test_no_reassociation_outside_reductions():
     # with 'reassoc' on every instruction LLVM would fold x*2 - x into x (inf - inf is NaN)
     # and (x + 1e20) - 1e20 into x
@@ -203,7 +220,8 @@ def test_no_reassociation_outside_reductions():
 
 TIER_CHILD = """
     import numpy as np, tracejit as tj
-    f = tj.jit_grad(lambda x: np.sum(np.tanh(x) * np.sin(x) + 0.5 * x * x))
+    from benchmarks.workloads import WORKLOADS, tracejit_loss
+    f = tj.jit_grad(tracejit_loss(WORKLOADS["W1"])[0])
     x = np.linspace(-1, 1, 1 << 16, dtype=np.float32)
     v1, g1 = f(x)
     k = f.entry_for(x).exe.kernels[0]

@@ -26,6 +26,8 @@ from test_random_programs import check_program, programs
 
 import tracejit as tj
 import tracejit.numpy as tnp
+from benchmarks.workloads import WORKLOADS as BENCHMARKS
+from benchmarks.workloads import tracejit_loss
 from tracejit.backends import is_device_array, numba_cpu, numba_cuda
 from tracejit.errors import DeviceError
 from tracejit.primitives import ANY, REGISTRY, SELECT
@@ -217,30 +219,36 @@ def test_random_program_cuda(prog_spec):
     check_program(prog_spec, "cuda")
 
 
-def w1(x):
-    return np.sum(np.tanh(x) * np.sin(x) + 0.5 * x * x)
+def test_size1_max_after_row_max():
+    """The random-program regression (test_random_programs.test_compile_failure_regression) on
+    the device: a max over a size-1 axis of a row value is a copy, not a row reduction."""
+    def f(v0):
+        e = lambda v: np.exp(np.tanh(v))  # noqa: E731
+        v5 = np.max(v0, axis=0, keepdims=True)
+        return np.sum(v0 + v0) + np.sum(e(v0)) + np.sum(np.max(e(v5), axis=0, keepdims=True))
+    x = np.random.default_rng(0).uniform(-1.5, 1.5, (2, 2, 1))
+    got = tj.value_and_grad(f, device=CUDA)(x)
+    want = tj.value_and_grad(f, backend="interpreter")(x)
+    assert_close(got, want, np.float64)
 
 
-def w2(w, b, x, y):
-    return np.mean((w * x + b - y) ** 2)
-
-
-def w3(L, Y):
-    z = L - tj.stop_gradient(np.max(L, axis=1, keepdims=True))
-    return np.mean(np.log(np.sum(np.exp(z), axis=1)) - np.sum(Y * z, axis=1))
-
-
-def w4(x, t):
-    return np.sum((x + tj.stop_gradient(np.round(x * 4) / 4 - x) - t) ** 2)
+# the benchmark workloads' losses, defined once in benchmarks/workloads.py
+w1, w2, w3, w4 = (tracejit_loss(BENCHMARKS[f"W{i}"])[0] for i in range(1, 5))
 
 
 def _workloads(n: int, rows: int, classes: int):
+    """key -> (loss, args, argnums) for W1-W5, with data of the test's sizes."""
     rng = np.random.default_rng(0)
     f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     Y = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, rows)]
-    return {"W1": (w1, (f32(n),), 0), "W2": (w2, (np.float32(0.5), np.float32(-0.3), f32(n),
-                                                   f32(n)), (0, 1)),
-            "W3": (w3, (3 * f32(rows, classes), Y), 0), "W4": (w4, (f32(n), f32(n)), 0)}
+    args = {"W1": (f32(n),), "W2": (np.float32(0.5), np.float32(-0.3), f32(n), f32(n)),
+            "W3": (3 * f32(rows, classes), Y), "W4": (f32(n), f32(n)),
+            "W5": (f32(6, 3), f32(rows, 5), f32(5, 6), f32(rows, 3))}
+    out = {}
+    for key, a in args.items():
+        loss, argnums = tracejit_loss(BENCHMARKS[key])
+        out[key] = (loss, a, argnums)
+    return out
 
 
 # more elements than BLOCK * MAX_BLOCKS threads, rows longer than a block, more rows than

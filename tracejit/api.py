@@ -14,10 +14,8 @@ from .dispatch import Transformed
 from .errors import ArgumentError, GradientError, TracejitError, trim_traceback, user_error
 from .fusion import Plan
 from .ir import Graph
-from .tracing import (
-    _TRACE_STACK,
-    stop_gradient,  # noqa: F401  (public: tj.stop_gradient)
-)
+from .tracing import stop_gradient  # noqa: F401  (public: tj.stop_gradient)
+from .tracing import trace_stack
 
 
 # ----- public constructors -----
@@ -30,13 +28,20 @@ def _decorator(mode: str, fn: Callable | None, options: dict):
     return Transformed(fn, mode=mode, **options)
 
 
-def jit(fn: Callable | None = None, *, static_argnums=(), backend: str | None = None,
-        device: str = "cpu", reuse_buffers: bool = False):
+def jit(fn: Callable | None = None, *, static_argnums=(), static_argnames=(),
+        backend: str | None = None, device: str = "cpu", reuse_buffers: bool = False):
     """Compile `fn` (forward only) into fused kernels.
 
     Args:
         fn: a function of arrays, scalars and pytrees of them, written with NumPy calls.
-        static_argnums: positions of arguments that are Python values (part of the cache key).
+        static_argnums: int or tuple of ints: positions of arguments that are Python values
+            (a size, a flag, a mode string), passed to `fn` as they are instead of being
+            traced. Python control flow may use them (`range(n)`, `if mode == "train"`); they
+            must be hashable, and each new value compiles again (they are part of the cache
+            key). Arrays do not belong here: a changed array is not seen by the cache.
+        static_argnames: str or tuple of strs: the same for keyword arguments (as JAX). A
+            name also makes its position static, and a static position is also static when
+            passed by keyword.
         backend: "numba" (default), "interpreter" (the NumPy reference) or "cuda".
         device: "cpu" (default); "cuda" runs on the GPU (numba-cuda): NumPy inputs are
             copied in and results copied out, device arrays (`__cuda_array_interface__`)
@@ -52,14 +57,19 @@ def jit(fn: Callable | None = None, *, static_argnums=(), backend: str | None = 
         >>> f = tj.jit(lambda x: np.tanh(x) * 2)
         >>> f(np.zeros(3))
         array([0., 0., 0.])
+        >>> head = tj.jit(lambda x, n: x[:n], static_argnames="n")
+        >>> head(np.arange(5.0), n=2)     # a new n compiles again
+        array([0., 1.])
     """
-    return _decorator("jit", fn, dict(static_argnums=static_argnums, backend=backend,
+    return _decorator("jit", fn, dict(static_argnums=static_argnums,
+                                      static_argnames=static_argnames, backend=backend,
                                       device=device, reuse_buffers=reuse_buffers))
 
 
 def value_and_grad(fn: Callable | None = None, *, argnums=0, has_aux: bool = False,
-                   unconnected: str = "zero", static_argnums=(), backend: str | None = None,
-                   device: str = "cpu", reuse_buffers: bool = False):
+                   unconnected: str = "zero", static_argnums=(), static_argnames=(),
+                   backend: str | None = None, device: str = "cpu",
+                   reuse_buffers: bool = False):
     """Compile a function returning `(value, gradient)` of the scalar loss `fn`.
 
     Args:
@@ -68,7 +78,8 @@ def value_and_grad(fn: Callable | None = None, *, argnums=0, has_aux: bool = Fal
         has_aux: `fn` returns `(loss, aux)`; the result is then `((loss, aux), grads)`.
         unconnected: "zero" (default): inputs no gradient reaches get zeros; "none": None
             (like TensorFlow's UnconnectedGradients.NONE).
-        static_argnums, backend, device, reuse_buffers: as in `jit`.
+        static_argnums, static_argnames, backend, device, reuse_buffers: as in `jit`
+            (a static argument cannot be in argnums).
 
     Returns:
         A function returning `(value, grads)`, or `((value, aux), grads)`.
@@ -80,8 +91,8 @@ def value_and_grad(fn: Callable | None = None, *, argnums=0, has_aux: bool = Fal
     """
     return _decorator("value_and_grad", fn, dict(
         argnums=argnums, has_aux=has_aux, unconnected=unconnected,
-        static_argnums=static_argnums, backend=backend, device=device,
-        reuse_buffers=reuse_buffers))
+        static_argnums=static_argnums, static_argnames=static_argnames, backend=backend,
+        device=device, reuse_buffers=reuse_buffers))
 
 
 def jit_grad(fn: Callable | None = None, **options):
@@ -97,8 +108,8 @@ def jit_grad(fn: Callable | None = None, **options):
 
 
 def grad(fn: Callable | None = None, *, argnums=0, has_aux: bool = False,
-         unconnected: str = "zero", static_argnums=(), backend: str | None = None,
-         device: str = "cpu", reuse_buffers: bool = False):
+         unconnected: str = "zero", static_argnums=(), static_argnames=(),
+         backend: str | None = None, device: str = "cpu", reuse_buffers: bool = False):
     """Compile the gradient of the scalar function `fn` (with has_aux: `(grads, aux)`).
 
     Same options as `value_and_grad`. Nested use (`grad(grad(f))`) differentiates the
@@ -110,8 +121,8 @@ def grad(fn: Callable | None = None, *, argnums=0, has_aux: bool = False,
     """
     return _decorator("grad", fn, dict(
         argnums=argnums, has_aux=has_aux, unconnected=unconnected,
-        static_argnums=static_argnums, backend=backend, device=device,
-        reuse_buffers=reuse_buffers))
+        static_argnums=static_argnums, static_argnames=static_argnames, backend=backend,
+        device=device, reuse_buffers=reuse_buffers))
 
 
 def wait_compiled() -> None:
@@ -127,7 +138,7 @@ def wait_compiled() -> None:
         backend.wait_compiled()
 
 
-def make_ir(fn: Callable, *, static_argnums=()):
+def make_ir(fn: Callable, *, static_argnums=(), static_argnames=()):
     """Return a function that traces `fn` on the given arguments and returns its Graph.
 
     `make_ir(f)(x)` is the forward IR; `make_ir(tj.grad(f))(x)` the joint forward+backward IR
@@ -141,12 +152,12 @@ def make_ir(fn: Callable, *, static_argnums=()):
             d:f32[] = reshape[shape=()] c
           in ( d ) }
     """
-    static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
-    t = Transformed(fn, mode="jit", static_argnums=static, backend="interpreter")
+    t = Transformed(fn, mode="jit", static_argnums=static_argnums,
+                    static_argnames=static_argnames, backend="interpreter")
 
     def traced(*args, **kwargs) -> Graph:
-        leaves, treedef = pytree.flatten((t._dynamic(args), kwargs))
-        graph, _, _ = t._trace(args, leaves, treedef)
+        leaves, treedef = pytree.flatten(t._split(args, kwargs)[:2])
+        graph, _, _ = t._trace(args, kwargs, leaves, treedef)
         return passes.dce(graph)
     return traced
 
@@ -234,7 +245,7 @@ def jvp(fun: Callable, primals, tangents, has_aux: bool = False):
         raise trim_traceback(user_error(
             ArgumentError, f"{name}: {len(primals)} primal(s) but {len(tangents)} "
             "tangent(s).", "give one tangent per positional argument."))
-    if _TRACE_STACK:
+    if trace_stack():
         try:
             return transforms.jvp_call(fun, primals, tangents, has_aux, name)
         except TracejitError as e:
@@ -269,7 +280,7 @@ def vjp(fun: Callable, *primals, has_aux: bool = False):
     """
     _check_callable(fun, "vjp")
     name = f"tracejit.vjp({_fname(fun)})"
-    if _TRACE_STACK:
+    if trace_stack():
         try:
             return transforms.vjp_call(fun, primals, has_aux, name)
         except TracejitError as e:

@@ -81,10 +81,6 @@ def is_view_reshape(e: Eqn) -> bool:
     return e.prim.same_order and e.prim.fuses(e)
 
 
-def _fusible(e: Eqn) -> bool:
-    return e.prim.fuses(e)
-
-
 def _default_map(shape: tuple[int, ...], space: tuple[int, ...]) -> AxisMap:
     """Place a value computed from memory alone: right-aligned against the space (NumPy
     style) when that fits, else its dims in order on space axes of the same sizes (a row
@@ -243,7 +239,7 @@ def _try_grow(b: _Builder, e: Eqn) -> _Builder | None:
 @dataclass(eq=False)
 class Plan:
     """How to compute `graph`: kernels and steps in execution order. It reads as the list of
-    its items (len, index, iterate)."""
+    its items (len, index, iterate, unpack)."""
     graph: Graph
     items: list[Kernel | Step]
 
@@ -281,7 +277,7 @@ def plan(graph: Graph) -> Plan:
             isinstance(a, Var) and a.id in current.k.kinds for a in e.inputs)
 
     for e in graph.eqns:
-        if _fusible(e) and current is not None:
+        if e.prim.fuses(e) and current is not None:
             trial = current.copy()
             try:
                 trial.add(e)
@@ -292,7 +288,7 @@ def plan(graph: Graph) -> Plan:
                 if grown is not None:
                     current = grown
                     continue
-        if _fusible(e) and not is_view_reshape(e):
+        if e.prim.fuses(e) and not is_view_reshape(e):
             if current is not None:
                 items.append(current.k)
             current = _new_builder(e)

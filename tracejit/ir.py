@@ -95,6 +95,8 @@ class Graph:
     outputs: list[Atom]
     # tracers of an enclosing trace that the last inputs stand for (nested transformations)
     captured: list = field(default_factory=list)
+    # sources of the captured arrays that the inputs after `captured` stand for
+    lifted: list = field(default_factory=list)
     in_avals: list = field(default_factory=list)
 
     def __str__(self) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import pytree
+from . import captures, pytree
 from .autodiff import vjp_graph
 from .batching import batch_graph
 from .dispatch import Transformed, _leaf_aval, _normalize_argnums
@@ -38,7 +38,28 @@ from .forward import jvp_graph
 from .ir import Aval, Graph, eval_graph
 from .primitives import is_float
 from .primitives.layout import broadcast_p, transpose_p
-from .tracing import _TRACE_STACK, Tracer, trace
+from .tracing import Tracer, trace, trace_stack
+
+
+# ----- tracing the user's function -----
+def _trace(fun: Callable, flat: Callable, avals: list) -> tuple[Graph, Any]:
+    """Trace `flat` (which calls `fun`) on these avals. The arrays `fun` captures from its
+    closure and globals become inputs of the graph (lifted), as in jit: never constants."""
+    return trace(flat, avals, captures.scan(fun).arrays, source=fun)
+
+
+def _closure(graph: Graph) -> list:
+    """What a traced graph's inputs after its arguments stand for: the tracers it captured
+    from enclosing traces, then the arrays it lifted (lifted again by the enclosing trace,
+    which reads them at every call)."""
+    stack = trace_stack()
+    return list(graph.captured) + [stack[-1].lift(src.read(), src) if stack else src.read()
+                                   for src in graph.lifted]
+
+
+def _extra(graph: Graph, n_args: int) -> list[bool]:
+    """False for each graph input after the first n_args (captured and lifted values)."""
+    return [False] * (len(graph.inputs) - n_args)
 
 
 # ----- leaves -----
@@ -147,10 +168,10 @@ def vmap_call(fun: Callable, in_axes, out_axes, args: tuple, kwargs: dict, name:
         a, kw = pytree.unflatten(treedef, full)
         return fun(*a, **kw)
 
-    graph, out_tree = trace(per_example, avals)
-    batched, batched_out = batch_graph(graph, [True] * len(avals) + [False] * len(graph.captured),
+    graph, out_tree = _trace(fun, per_example, avals)
+    batched, batched_out = batch_graph(graph, [True] * len(avals) + _extra(graph, len(avals)),
                                        size)
-    outs = eval_graph(batched, moved + list(graph.captured))
+    outs = eval_graph(batched, moved + _closure(graph))
     out_ax = _prefix_leaves(out_axes, out_tree, "out_axes", name)
     return pytree.unflatten(out_tree, [
         _place(o, b, ax, size, name) for o, b, ax in zip(outs, batched_out, out_ax)])
@@ -222,12 +243,12 @@ def jvp_call(fun: Callable, primals, tangents, has_aux: bool, name: str):
     p_leaves, p_tree = pytree.flatten(tuple(primals))
     p_leaves = [_as_array(x, name) for x in p_leaves]
     t_leaves = _check_tangents(p_leaves, p_tree, tangents, name)
-    graph, out_tree = trace(lambda *xs: fun(*pytree.unflatten(p_tree, list(xs))),
-                            [_aval(x) for x in p_leaves])
+    graph, out_tree = _trace(fun, lambda *xs: fun(*pytree.unflatten(p_tree, list(xs))),
+                             [_aval(x) for x in p_leaves])
     n_main, main_tree, aux_tree = _split_aux(out_tree, has_aux, name)
     n = len(graph.outputs)
-    joint = jvp_graph(graph, [True] * len(p_leaves) + [False] * len(graph.captured))
-    outs = eval_graph(joint, p_leaves + list(graph.captured) + t_leaves)
+    joint = jvp_graph(graph, [True] * len(p_leaves) + _extra(graph, len(p_leaves)))
+    outs = eval_graph(joint, p_leaves + _closure(graph) + t_leaves)
     primal_out = pytree.unflatten(main_tree, outs[:n_main])
     tangent_out = pytree.unflatten(main_tree, outs[n:n + n_main])
     if not has_aux:
@@ -282,9 +303,10 @@ def vjp_call(fun: Callable, primals: tuple, has_aux: bool, name: str):
     leaves, tree = pytree.flatten(tuple(primals))
     leaves = [_as_array(x, name) for x in leaves]
     avals = [_aval(x) for x in leaves]
-    graph, out_tree = trace(lambda *xs: fun(*pytree.unflatten(tree, list(xs))), avals)
+    graph, out_tree = _trace(fun, lambda *xs: fun(*pytree.unflatten(tree, list(xs))), avals)
     n_main, main_tree, aux_tree = _split_aux(out_tree, has_aux, name)
-    outs = eval_graph(graph, leaves + list(graph.captured))
+    closure = _closure(graph)
+    outs = eval_graph(graph, leaves + closure)
     out = pytree.unflatten(main_tree, outs[:n_main])
     main = Graph(graph.inputs, graph.eqns, graph.outputs[:n_main])
     wrt = [i for i, a in enumerate(avals) if is_float(a.dtype)]
@@ -292,7 +314,7 @@ def vjp_call(fun: Callable, primals: tuple, has_aux: bool, name: str):
     def vjp_fn(cotangent):
         ct_leaves = _check_cotangents(main, main_tree, cotangent, name)
         joint, connected = vjp_graph(main, wrt, seeds=True)
-        res = iter(eval_graph(joint, leaves + list(graph.captured) + ct_leaves)[n_main:])
+        res = iter(eval_graph(joint, leaves + closure + ct_leaves)[n_main:])
         grads = {j: next(res) for j, c in zip(wrt, connected) if c}
         flat = [grads[j] if j in grads else np.zeros(a.shape, a.dtype)
                 for j, a in enumerate(avals)]
@@ -436,7 +458,7 @@ class Staged:
         return f"<tracejit.{self.name}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if _TRACE_STACK:
+        if trace_stack():
             try:
                 return self._impl(*args, **kwargs)
             except TracejitError as e:

@@ -1,4 +1,13 @@
-"""Backends turn a simplified joint graph into an executable `f(*flat_inputs) -> outputs`.
+"""Backends turn a fusion Plan into an executable `f(*flat_inputs) -> outputs`: each exports
+`compile(plan, *, fallback=None, reuse_buffers=False, **options)`, and may declare
+RANGE_LIMITS (primitive -> {dtype: |x| limit}) where its fast code is exact only in a range.
+
+    interpreter.py   the NumPy reference: runs the plan's graph equation by equation
+    numba_cpu.py     njit loops (prange), NumPy/BLAS steps, a generated driver
+    numba_cuda.py    cuda.jit grid-stride kernels, gather and matmul steps
+    loopgen.py       the loop-nest generator both Numba backends share
+    kernel_cache.py  generated kernel modules on disk; tiered compile of CPU kernels
+    vecmath/         vectorizable elementary functions the CPU kernels call (vm.exp ...)
 
 Only this package imports numba, lazily, so `import tracejit` stays fast and CUDA optional.
 """
@@ -8,12 +17,17 @@ import importlib
 
 import numpy as np
 
+from ..errors import DeviceError
+
 BACKENDS = {"interpreter": "interpreter", "numba": "numba_cpu", "cpu": "numba_cpu",
             "cuda": "numba_cuda"}
 
 
 def get_backend(name: str):
     """The backend module for `name` ('interpreter', 'numba'/'cpu', 'cuda')."""
+    if name not in BACKENDS:
+        raise DeviceError(f"{name!r} is not a tracejit backend.\nFix: use one of "
+                          f"{', '.join(map(repr, BACKENDS))}.")
     return importlib.import_module(f".{BACKENDS[name]}", __name__)
 
 

@@ -43,7 +43,8 @@ from ..errors import DeviceError, UnsupportedError, user_error
 from ..ir import Literal, Var
 from ..primitives import CONTRACT, REDUCE
 from . import is_device_array
-from .numba_cpu import _T, _canonical_names, _KernelSource, _load
+from .kernel_cache import load
+from .loopgen import KernelSource, canonical_names, scalar_type
 
 # threads per block (a power of two); the simulator runs each thread as a Python thread,
 # so its tests lower this
@@ -170,9 +171,9 @@ def _numba_type(dtype: np.dtype, ndim: int):
 
 
 # ----- fused kernels -----
-class _CudaKernelSource(_KernelSource):
+class _CudaKernelSource(KernelSource):
     """A fusion Kernel as a main launch (loops, block partials) and a finishing launch
-    (partials -> accumulators -> epilogue). Reuses the CPU generator's value placement."""
+    (partials -> accumulators -> epilogue), around the shared generator's loops."""
 
     backend = BACKEND
     lanes = False  # the CPU's vector lanes for row max/min/prod: threads do that here
@@ -186,7 +187,7 @@ class _CudaKernelSource(_KernelSource):
         """A new shared array of BLOCK values, declared at the kernel's top."""
         name = f"shm{self.n_shared}"
         self.n_shared += 1
-        self.lines.insert(self.header, f"    {name} = cuda.shared.array(BLOCK, {_T(dtype)})")
+        self.lines.insert(self.header, f"    {name} = cuda.shared.array(BLOCK, {scalar_type(dtype)})")
         return name
 
     def _row_level(self, var_id: int) -> bool:
@@ -231,7 +232,7 @@ class _CudaKernelSource(_KernelSource):
 
     def _args(self) -> list[str]:
         sizes = [f"n{a}" for a in range(len(self.space))]
-        return sizes + [self.in_names[self._key(a)] for a in self.inputs] + \
+        return sizes + [self.in_names[self.key(a)] for a in self.inputs] + \
             list(self.out_names.values()) + list(self.partials.values())
 
     def main_source(self, name: str) -> str:
@@ -297,7 +298,7 @@ class _Module:
         digest = hashlib.sha256((body + "\n".join(consts)).encode()).hexdigest()[:16]
         self.name = f"k_{first}_{digest[:8]}"
         self.source = _module_source(body.replace("KERNEL", self.name), consts)
-        self.module = _load(self.source, "cuda_" + hashlib.sha256(
+        self.module = load(self.source, "cuda_" + hashlib.sha256(
             self.source.encode()).hexdigest()[:16])
         _bind_math(self.module)
 
@@ -314,7 +315,7 @@ class FusedKernel:
         body = gen.main_source("KERNEL_main")
         if gen.accs:
             body += "\n\n\n" + gen.finish_source("KERNEL_fin")
-        body = _canonical_names(body.replace("def KERNEL_", _JIT + "def KERNEL_"))
+        body = canonical_names(body.replace("def KERNEL_", _JIT + "def KERNEL_"))
         self.mod = _Module(k.eqns[0].prim.name, body, gen.consts)
         self.name, self.source, self.gen = self.mod.name, self.mod.source, gen
         space = k.space or (1,)
@@ -325,7 +326,7 @@ class FusedKernel:
 
     def __call__(self, cuda, env: dict, alloc) -> None:
         gen = self.gen
-        ins = [env[gen._key(a)] for a in gen.inputs]
+        ins = [env[gen.key(a)] for a in gen.inputs]
         outs = [alloc(v) for v in self.k.outputs]
         for v, o in zip(self.k.outputs, outs):
             env[v.id] = o
@@ -379,7 +380,7 @@ def _matmul_source(e) -> str:
     ia = _index(batch(a) + ["row", "kk"])
     ib = _index(batch(b) + ["kk", "col"])
     io = _index(ob + ["row", "col"])
-    T = _T(out.dtype)
+    T = scalar_type(out.dtype)
     lines = [
         "def KERNEL(o, x0, x1, nbatch, m, n, k):",
         f"    sa = cuda.shared.array(({TILE}, {TILE}), {T})",

@@ -17,7 +17,7 @@ from .promotion import (
     drop_axes,
     dtype_of,
     is_concrete,
-    result_dtype,
+    lift_captured,
 )
 
 
@@ -96,6 +96,11 @@ def broadcast_to(x, shape):
     return x if tuple(x.shape) == shape else broadcast_p.bind(x, shape=shape)
 
 
+def copy(x, order="K"):
+    """np.copy: traced values are never modified in place, so a tracer is its own copy."""
+    return x if isinstance(x, Tracer) else np.copy(x, order=order)
+
+
 def zeros_like(x, dtype=None):
     return full_like(x, 0, dtype)
 
@@ -115,7 +120,8 @@ def concatenate(arrays, axis=0):
     arrays = list(arrays)
     if is_concrete(*arrays):
         return np.concatenate(arrays, axis=axis)
-    dtype = result_dtype(np.add, *arrays) if len(arrays) > 1 else dtype_of(arrays[0])
+    arrays = lift_captured(arrays)
+    dtype = np.result_type(*[dtype_of(a) for a in arrays])  # any number of arrays
     arrays = [asarray(a) if isinstance(a, Tracer) else Literal.of(a, dtype) for a in arrays]
     arrays = [astype(a, dtype) for a in arrays]
     ndim = arrays[0].ndim

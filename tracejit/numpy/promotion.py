@@ -43,9 +43,16 @@ def result_dtype(ufunc, *xs) -> np.dtype:
     return _result_dtype_cached(ufunc, keys)
 
 
+def lift_captured(xs) -> list:
+    """Operands with the arrays the traced function captured as tracers (implicit inputs
+    read at every call, see captures.py), so a cast of one is traced, not computed once."""
+    t = next((x._trace for x in xs if isinstance(x, Tracer)), None)
+    return list(xs) if t is None else [t.lift_known(x) for x in xs]
+
+
 def cast_all(xs, dtype: np.dtype) -> list:
     """Cast operands to `dtype`; Python scalars stay scalars (bind types them)."""
-    return [x if isinstance(x, PY_SCALARS) else astype(x, dtype) for x in xs]
+    return [x if isinstance(x, PY_SCALARS) else astype(x, dtype) for x in lift_captured(xs)]
 
 
 def is_concrete(*xs) -> bool:

@@ -72,6 +72,12 @@ class Primitive:
     # per input, where its cotangent can be nonzero ((g, out, *inputs) -> bool arrays or
     # None): autodiff keeps cotangents exact zeros outside (NaN-safe where; see autodiff.py)
     masks: Callable[..., tuple] | None = None
+    # algebraic simplification: (inputs, output aval, producer) -> an atom equal to the
+    # output, or None; producer(atom) is the equation that computed an input (or None)
+    rewrite: Callable[..., Any] | None = None
+    # the output is the input broadcast to a shape: an elementwise consumer may read the
+    # input instead (implicit broadcasting, passes.algebraic)
+    broadcasts: bool = False
     fusion: str | Callable[[Any], str] = STEP   # LOOP, STEP, or eqn -> LOOP | STEP
     cheap: bool = False     # cheaper to recompute in a later pass over a row than to stash
     view: Callable[..., Any] | None = None  # no-copy impl (the result may alias the input)
@@ -132,6 +138,18 @@ def _find_trace(args):
         if t is not None and (best is None or t.level > best.level):
             best = t
     return best
+
+
+def is_const(a: Any, value: float) -> bool:
+    """`a` is a scalar literal equal to `value` (for rewrite rules)."""
+    return isinstance(a, Literal) and a.is_scalar and a.val == value
+
+
+def keep_if(x: Any, out: Aval, other: Any, unit: float) -> Any:
+    """`x` when `other` is the constant `unit` and `x` already has the output's aval: the
+    x*1, x/1, x-0 rewrites."""
+    return x if is_const(other, unit) and getattr(x, "aval", None) == out and \
+        not isinstance(x, Literal) else None
 
 
 def full_on(like, shape: tuple[int, ...], dtype: np.dtype, value=0):

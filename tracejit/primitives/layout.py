@@ -67,7 +67,7 @@ broadcast_p = defprim("broadcast", LAYOUT, shape=_broadcast_shape,
                       vjp=lambda g, out, x, shape: (g,),  # autodiff sums it back (unbroadcast)
                       jvp=lambda ts, out, x, **p: broadcast_p.bind(ts[0], **p),
                       batch=_broadcast_batch,
-                      domain=ANY, emit="{0}", fusion=LOOP,
+                      domain=ANY, emit="{0}", fusion=LOOP, broadcasts=True,
                       cheap=True, view=lambda x, shape: np.broadcast_to(x, shape),
                       gather=_reads(_broadcast_src))
 
