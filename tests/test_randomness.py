@@ -42,6 +42,15 @@ def _fresh_generator(x):
     return np.sum(x * np.random.default_rng().normal(size=3))  # MARK-default-rng
 
 
+def _seed_none(x):
+    return np.sum(x * np.random.default_rng(seed=None).normal(size=3))  # MARK-seed-none
+
+
+def _unseeded_bit_generator(x):
+    g = np.random.Generator(np.random.PCG64())  # MARK-pcg64
+    return np.sum(x * g.normal(size=3))
+
+
 def _global_generator(x):
     return np.sum(x * RNG.normal(size=3))  # MARK-generator
 
@@ -84,7 +93,9 @@ class _Model:
 
 @pytest.mark.parametrize("fn,marker,what", [
     (_module_function, "# MARK-np-random", "np.random.normal"),
-    (_fresh_generator, "# MARK-default-rng", "np.random.default_rng"),
+    (_fresh_generator, "# MARK-default-rng", "np.random.default_rng() without a seed"),
+    (_seed_none, "# MARK-seed-none", "np.random.default_rng() without a seed"),
+    (_unseeded_bit_generator, "# MARK-pcg64", "np.random.PCG64() without a seed"),
     (_global_generator, "# MARK-generator", "RNG.normal"),
     (_legacy_random_state, "# MARK-random-state", "LEGACY.rand"),
     (_module_alias, "# MARK-npr", "npr.uniform"),
@@ -117,6 +128,18 @@ def test_noise_passed_in_works_and_the_untaken_branch_raises_nothing(backend):
     with pytest.raises(tj.UnsupportedError) as e:
         f(x)  # noise=None takes the branch that draws
     assert_random_error(e, "# MARK-branch", "np.random.normal")
+
+
+def test_a_generator_made_from_a_seed_inside_is_deterministic_and_allowed(backend):
+    seed = 3
+
+    def f(x):
+        w = np.random.default_rng(seed).standard_normal(x.shape)  # the same at every call
+        g = np.random.Generator(np.random.PCG64(7))
+        return np.sum(x * w) + np.sum(x * g.uniform(size=x.shape))
+    want = np.random.default_rng(seed).standard_normal(3) + \
+        np.random.Generator(np.random.PCG64(7)).uniform(size=3)
+    np.testing.assert_allclose(tj.grad(f, backend=backend)(np.ones(3)), want)
 
 
 def test_nested_transformation_and_custom_vjp_rule():

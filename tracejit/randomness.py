@@ -15,6 +15,10 @@ a random number generator:
     a numpy.random.Generator, RandomState, BitGenerator or SeedSequence, or their methods
     functions of numpy.random imported by name, Python's `random` module and its functions
 
+A generator made inside the function from a seed (`np.random.default_rng(seed).normal(...)`)
+draws the same numbers at every call, as NumPy would: it is allowed; without a seed (or
+with seed=None) it is an error, found by reading the call's source when the load runs.
+
 Only when there is such an instruction does the trace run under a per-thread `sys.settrace`
 that follows opcodes in the marked functions alone and raises when a marked instruction
 executes (a branch not taken raises nothing). A function without one is traced with no hook
@@ -25,10 +29,12 @@ holds the thread's trace hook.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import dis
 import functools
 import inspect
+import linecache
 import random
 import sys
 import threading
@@ -87,6 +93,15 @@ def is_rng(value: Any) -> bool:
             return True
     module = getattr(value, "__module__", None) if callable(value) else None
     return _random_module_name(module)
+
+
+def makes_generator(value: Any) -> bool:
+    """A constructor of generators (np.random.default_rng, RandomState, Generator, PCG64, ...,
+    SeedSequence, random.Random): seeded, what it makes draws the same numbers every time."""
+    if isinstance(value, type):
+        return issubclass(value, random.Random) or _random_module_name(value.__module__)
+    return getattr(value, "__name__", None) == "default_rng" and \
+        _random_module_name(getattr(value, "__module__", None))
 
 
 def _attribute(value: Any, name: str) -> Any:
@@ -150,7 +165,7 @@ def _scan_code(code, globals_: dict, closure: dict, self_pair, marks, seen, dept
     for chain in _chains(code):
         offset, op, name = chain[0]
         if op == "IMPORT_NAME":
-            found[offset] = f"import {name}"
+            found[offset] = (f"import {name}", None)
             continue
         if op.startswith("LOAD_FAST"):
             value = self_pair[1] if name == self_pair[0] else _MISSING
@@ -164,8 +179,11 @@ def _scan_code(code, globals_: dict, closure: dict, self_pair, marks, seen, dept
             if value is _MISSING:
                 break
             if is_rng(value):
-                names = [n for _, _, n in chain]
-                found[offset] = ".".join(names)
+                for _, _, rest in chain[k + 1:]:  # what the whole chain loads
+                    value = _attribute(value, rest)
+                text = ".".join(n for _, _, n in chain)
+                # a generator made here from a seed is deterministic: its call is checked
+                found[offset] = (text, chain[-1][0] if makes_generator(value) else None)
                 break
             if callable(value) and not isinstance(value, type):
                 _scan(value, marks, seen, depth - 1)
@@ -229,10 +247,40 @@ def _on_call(frame: types.FrameType, event: str, arg: Any) -> Callable | None:
 def _on_opcode(frame: types.FrameType, event: str, arg: Any) -> Callable | None:
     if event == "opcode":
         entry = (getattr(_STATE, "marks", None) or {}).get(id(frame.f_code))
-        what = entry[1].get(frame.f_lasti) if entry is not None else None
-        if what is not None:
-            raise random_error(what, frame)
+        found = entry[1].get(frame.f_lasti) if entry is not None else None
+        if found is not None:
+            what, maker = found
+            if maker is None:
+                raise random_error(what, frame)
+            if not _seeded(frame, maker):
+                raise random_error(f"{what}() without a seed", frame)
     return _on_opcode
+
+
+def _seeded(frame: types.FrameType, offset: int) -> bool:
+    """Whether the generator constructor loaded at `offset` is called right there with a seed
+    that is not None (read from the call's source; unknown counts as not seeded)."""
+    try:
+        _, line, _, col = list(frame.f_code.co_positions())[offset // 2]
+        lines = [linecache.getline(frame.f_code.co_filename, n).encode()
+                 for n in range(line, line + 20)]
+        text = (lines[0][col:] + b"".join(lines[1:])).decode().lstrip()
+        depth = 0
+        for end, char in enumerate(text):
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if depth == 0:
+                break
+        call = ast.parse("_" + text[:end + 1], mode="eval").body
+    except (AttributeError, IndexError, TypeError, ValueError, SyntaxError):
+        return False
+    seed = call.args[0] if call.args else next(
+        (k.value for k in call.keywords if k.arg in ("seed", "x")), None)
+    if isinstance(seed, ast.Constant):
+        return seed.value is not None
+    if isinstance(seed, ast.Name):
+        value = frame.f_locals.get(seed.id, frame.f_globals.get(seed.id, None))
+        return value is not None
+    return seed is not None  # an expression: taken as a seed
 
 
 def random_error(what: str, frame: types.FrameType) -> TracejitError:

@@ -38,10 +38,13 @@ LOOP, STEP = "loop", "step"
 class Reduce:
     """How a backend emits a reduction: the start value for a dtype and the combine step.
     `lanes`: a CPU row reduction keeps a vector of partials (LLVM cannot reorder a NaN-exact
-    max, but independent chains vectorize); False where LLVM vectorizes the combine itself."""
+    max, but independent chains vectorize); False where LLVM vectorizes the combine itself.
+    `wide`: float32 partials are carried in float64 (a sum, whose float32 rounding error grows
+    with its length; a max is exact)."""
     identity: Callable[[np.dtype], Any]  # e.g. lambda dtype: 0; a Python scalar
     combine: str                         # e.g. "({acc} + {x})"
     lanes: bool = True
+    wide: bool = False
 
 
 @dataclass(eq=False)
