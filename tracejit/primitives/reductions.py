@@ -106,7 +106,7 @@ reduce_min_p = defprim("reduce_min", REDUCE, numpy=("min", "amin"),
                        emit_for={"numba_cpu": "vm.minimum({acc}, {x})"}, domain=ANY, fusion=LOOP)
 reduce_prod_p = defprim("reduce_prod", REDUCE, numpy=("prod",),
                         shape=_reduce_shape, impl=_np_reduce(np.prod),
-                        vjp=_prod_vjp, jvp=_prod_jvp, 
+                        vjp=_prod_vjp, jvp=_prod_jvp,
                         emit=Reduce(lambda dtype: 1, "({acc} * {x})"),
                         emit_for={"numba_cpu": "vm.rmul({acc}, {x})"}, domain=ANY, fusion=LOOP)
 
