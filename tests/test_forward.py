@@ -171,6 +171,16 @@ def test_forward_over_reverse_hvp_is_one_kernel(backend):
     np.testing.assert_allclose(got, w1_hvp(x, v), rtol=1e-4, atol=1e-5)
     plan = tj.make_plan(tj.jit(hvp))(x32, v32)
     assert (len(plan.kernels), len(plan.steps)) == (1, 0), plan.describe()
+    # it reads x and v and nothing else: autodiff's seed stays a broadcast scalar, not an
+    # array of ones computed while inlining and read from memory
+    assert len(plan.kernels[0].inputs) == 2, plan.kernels[0].inputs
+
+
+def test_inlined_graphs_keep_constants_symbolic():
+    x = np.linspace(-1, 1, 5)
+    for f in (lambda x: tj.grad(W1)(x) * 2, lambda x: tj.jvp(tj.grad(W1), (x,), (x,))[1],
+              lambda x: tj.vmap(tj.grad(W1))(x[None])):
+        assert "const" not in str(tj.make_ir(f)(x)), tj.make_ir(f)(x)
 
 
 def test_reverse_over_forward_and_forward_over_forward(backend):

@@ -14,8 +14,10 @@ from .dispatch import Transformed
 from .errors import ArgumentError, GradientError, TracejitError, trim_traceback, user_error
 from .fusion import Plan
 from .ir import Graph
-from .tracing import stop_gradient  # noqa: F401  (public: tj.stop_gradient)
-from .tracing import trace_stack
+from .tracing import (
+    stop_gradient,  # noqa: F401  (public: tj.stop_gradient)
+    trace_stack,
+)
 
 
 # ----- public constructors -----

@@ -591,5 +591,8 @@ def _protect_aliases(exe, graph: Graph) -> Callable:
 
 
 def inline_graph(graph: Graph, args: Sequence[Any]) -> list[Any]:
-    """Replay `graph` on tracers of the current trace (nested transformations)."""
-    return eval_graph(graph, args)
+    """Replay `graph` on tracers of the current trace (nested transformations). Its
+    constants stay constants of the trace: an equation of literals alone is recorded, not
+    computed into an array constant (see eval_graph)."""
+    outer = trace_stack()[-1]
+    return eval_graph(graph, args, literal=lambda atom: Tracer(outer, atom))

@@ -3,7 +3,7 @@ tj.hessian (api.py holds their public signatures and docs).
 
 Each one works on graphs, like `grad`: it traces the function into a Graph, transforms the
 graph (forward.jvp_graph, autodiff.vjp_graph, batching.batch_graph) and replays the result
-into the enclosing trace with `eval_graph`, so the user's source lines survive and whatever
+into the enclosing trace (`dispatch.inline_graph`), so the user's source lines survive and whatever
 encloses it (jit, grad, another vmap) sees ordinary primitives. That is why compositions
 compile like everything else: `tj.jit(tj.vmap(tj.grad(f)))` hands fusion one graph.
 
@@ -24,7 +24,7 @@ import numpy as np
 from . import captures, pytree
 from .autodiff import vjp_graph
 from .batching import batch_graph
-from .dispatch import Transformed, _leaf_aval, _normalize_argnums
+from .dispatch import Transformed, _leaf_aval, _normalize_argnums, inline_graph
 from .errors import (
     ArgnumsError,
     ArgumentError,
@@ -35,7 +35,7 @@ from .errors import (
     user_error,
 )
 from .forward import jvp_graph
-from .ir import Aval, Graph, eval_graph
+from .ir import Aval, Graph
 from .primitives import is_float
 from .primitives.layout import broadcast_p, transpose_p
 from .tracing import Tracer, trace, trace_stack
@@ -171,7 +171,7 @@ def vmap_call(fun: Callable, in_axes, out_axes, args: tuple, kwargs: dict, name:
     graph, out_tree = _trace(fun, per_example, avals)
     batched, batched_out = batch_graph(graph, [True] * len(avals) + _extra(graph, len(avals)),
                                        size)
-    outs = eval_graph(batched, moved + _closure(graph))
+    outs = inline_graph(batched, moved + _closure(graph))
     out_ax = _prefix_leaves(out_axes, out_tree, "out_axes", name)
     return pytree.unflatten(out_tree, [
         _place(o, b, ax, size, name) for o, b, ax in zip(outs, batched_out, out_ax)])
@@ -248,7 +248,7 @@ def jvp_call(fun: Callable, primals, tangents, has_aux: bool, name: str):
     n_main, main_tree, aux_tree = _split_aux(out_tree, has_aux, name)
     n = len(graph.outputs)
     joint = jvp_graph(graph, [True] * len(p_leaves) + _extra(graph, len(p_leaves)))
-    outs = eval_graph(joint, p_leaves + _closure(graph) + t_leaves)
+    outs = inline_graph(joint, p_leaves + _closure(graph) + t_leaves)
     primal_out = pytree.unflatten(main_tree, outs[:n_main])
     tangent_out = pytree.unflatten(main_tree, outs[n:n + n_main])
     if not has_aux:
@@ -306,7 +306,7 @@ def vjp_call(fun: Callable, primals: tuple, has_aux: bool, name: str):
     graph, out_tree = _trace(fun, lambda *xs: fun(*pytree.unflatten(tree, list(xs))), avals)
     n_main, main_tree, aux_tree = _split_aux(out_tree, has_aux, name)
     closure = _closure(graph)
-    outs = eval_graph(graph, leaves + closure)
+    outs = inline_graph(graph, leaves + closure)
     out = pytree.unflatten(main_tree, outs[:n_main])
     main = Graph(graph.inputs, graph.eqns, graph.outputs[:n_main])
     wrt = [i for i, a in enumerate(avals) if is_float(a.dtype)]
@@ -314,7 +314,7 @@ def vjp_call(fun: Callable, primals: tuple, has_aux: bool, name: str):
     def vjp_fn(cotangent):
         ct_leaves = _check_cotangents(main, main_tree, cotangent, name)
         joint, connected = vjp_graph(main, wrt, seeds=True)
-        res = iter(eval_graph(joint, leaves + closure + ct_leaves)[n_main:])
+        res = iter(inline_graph(joint, leaves + closure + ct_leaves)[n_main:])
         grads = {j: next(res) for j, c in zip(wrt, connected) if c}
         flat = [grads[j] if j in grads else np.zeros(a.shape, a.dtype)
                 for j, a in enumerate(avals)]
