@@ -283,7 +283,8 @@ def fmt_mb(b: int | None) -> str:
 def print_workload_table(wl, recs: list[dict], copy_ref: dict, with_memory: bool) -> None:
     unit = wl.unit
     print()
-    print(f"{wl.key}  {wl.title}: {wl.formula}   [median {unit}/call, value+grad]")
+    what = "value+grad" if not wl.is_transform else wl.transform.replace("_", " ")
+    print(f"{wl.key}  {wl.title}: {wl.formula}   [median {unit}/call, {what}]")
     refs = {r["peer"]: r.get("median_s") for r in recs if r["status"] == "ok"}
     head = (f"  {'peer':<16}{'median':>9}{'min':>9}{'IQR':>15}{'first call':>12}"
             f"{'/tracejit':>11}{'/fused':>9}{'calls':>9}{'others':>7}")
@@ -446,6 +447,10 @@ def parse_args(argv=None):
                     help="total seconds the whole run may spend waiting for quiet")
     ap.add_argument("--threads", type=int, default=timing.usable_cores(),
                     help="threads for every peer (default: usable cores)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time steady-state calls (and the copy reference) in this process's "
+                         "CPU time instead of wall time: with --threads 1 on a busy shared "
+                         "machine, the cost of a call whatever other processes do")
     ap.add_argument("--memory", action="store_true",
                     help="also measure peak RSS growth, one fresh process per (workload, peer)"
                          " (slow)")
@@ -496,6 +501,8 @@ def main(argv=None) -> int:
         if not rest:
             return rc
         args.only = ",".join(rest)
+    if args.cpu_time:
+        timing.CLOCK = time.process_time
     workloads = [WORKLOADS[k] for k in select_workloads(args.only)]
     peers = select_peers(args.peers)
     cold_dir = None if args.warm_cache else tempfile.mkdtemp(prefix="bench-cold-cache-")
@@ -564,7 +571,8 @@ def main(argv=None) -> int:
                    "min_batch_ms": args.min_batch_ms, "threads": args.threads,
                    "workloads": [w.key for w in workloads], "peers": peers,
                    "memory": args.memory, "warm_disk_caches": args.warm_cache,
-                   "retries": args.retries, "argv": sys.argv[1:]},
+                   "retries": args.retries, "argv": sys.argv[1:],
+                   "clock": "process CPU time" if args.cpu_time else "wall"},
         "threads": thread_info,
         "workloads": {w.key: {"title": w.title, "formula": w.formula, "unit": w.unit}
                       for w in workloads},

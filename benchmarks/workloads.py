@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import transform_peers
+
 F32 = np.float32
 
 
@@ -62,6 +64,10 @@ def loss_w4(F, x, t):
 def loss_w5(F, W2, X, W1, T):
     h = F.stop_gradient(F.tanh(X @ W1))
     return F.mean((h @ W2 - T) ** 2)
+
+
+def loss_w9(F, w, x, y):  # one example (a row x of X, a label y = +-1)
+    return F.log(1 + F.exp(-y * (x @ w)))
 
 
 # ============================================================================================
@@ -147,6 +153,18 @@ def data_w4(n: int):
     return {"x": x, "t": rng.standard_normal(n, dtype=F32)}
 
 
+def data_w9(rows: int, cols: int = 256):
+    rng = np.random.default_rng(9)
+    return {"w": (rng.standard_normal(cols, dtype=F32) / F32(16)),
+            "X": rng.standard_normal((rows, cols), dtype=F32),
+            "y": np.where(rng.standard_normal(rows) > 0, F32(1), F32(-1)).astype(F32)}
+
+
+def data_w10(n: int):
+    rng = np.random.default_rng(10)
+    return {"x": rng.standard_normal(n, dtype=F32), "v": rng.standard_normal(n, dtype=F32)}
+
+
 def data_w5(rows: int):
     rng = np.random.default_rng(5)
     return {
@@ -177,6 +195,14 @@ class Workload:
     numba_kernel: str = ""         # key into NUMBA_BUILDERS
     funcs: tuple[str, ...] = ()    # transcendentals the hand loop calls (vecmath or libm)
     scalar_grads: bool = False     # gradients are scalars: numba-prealloc is moot
+    # what a call computes: "value_and_grad" (value + gradients), or a transformation's one
+    # array ("per_example_grad", "hvp"; peers in transform_peers.py)
+    transform: str = "value_and_grad"
+    loss_args: tuple[str, ...] = ()  # the loss's own arguments when not `args` (W10: x)
+
+    @property
+    def is_transform(self) -> bool:
+        return self.transform != "value_and_grad"
 
     @property
     def argnums(self) -> tuple[int, ...]:
@@ -226,7 +252,20 @@ WORKLOADS: dict[str, Workload] = {
         "W6", "W1 at N=100 (dispatch overhead)", "W1 with x[100], grad x",
         ("x",), ("x",), loss_w1, numpy_w1, lambda q: data_w1(100), "x",
         lambda d: d["x"].size, unit="us", numba_kernel="w1", funcs=("tanh", "sin", "cos")),
+    "W9": Workload(
+        "W9", "per-example gradients (vmap of grad)",
+        "d/dw log(1 + exp(-y*(x@w))) per row x of X[16384x256], w[256]; out 16384x256",
+        ("w", "X", "y"), ("w",), loss_w9, transform_peers.numpy_w9,
+        lambda q: data_w9(_size(q, 16384, 2048)), "X", lambda d: 1, funcs=("exp",),
+        transform="per_example_grad"),
+    "W10": Workload(
+        "W10", "Hessian-vector product of W1 (jvp of grad)",
+        "d/dt grad W1(x + t v) at t=0, x,v[1e7]", ("x", "v"), ("x",), loss_w1,
+        transform_peers.numpy_w10,
+        lambda q: data_w10(_size(q, N_BIG, 1_000_000)), "x", lambda d: 1,
+        funcs=("tanh", "sin", "cos"), transform="hvp", loss_args=("x",)),
 }
+
 
 
 # ============================================================================================
@@ -252,11 +291,10 @@ def check(wl: Workload, data: dict, ref, got) -> tuple[bool, str, dict]:
     ref_v, ref_g = ref
     v, g = got
     errs: dict[str, float] = {}
-    v = float(v)
-    rv = float(ref_v)
-    errs["value_rel_err"] = abs(v - rv) / max(abs(rv), 1e-30)
     problems = []
-    if not math.isfinite(v) or errs["value_rel_err"] > rtol_v:
+    v, rv = (math.nan, math.nan) if ref_v is None else (float(v), float(ref_v))
+    errs["value_rel_err"] = 0.0 if ref_v is None else abs(v - rv) / max(abs(rv), 1e-30)
+    if ref_v is not None and (not math.isfinite(v) or errs["value_rel_err"] > rtol_v):
         problems.append(f"value {v:.7g} vs {rv:.7g} (rel {errs['value_rel_err']:.2e} > "
                         f"{rtol_v:.1e})")
     if len(g) != len(ref_g):
@@ -309,7 +347,7 @@ class Peer:
 
 def _np_tuple(out) -> tuple:
     v, g = out
-    return float(v), tuple(np.array(gi, copy=True) for gi in g)
+    return None if v is None else float(v), tuple(np.array(gi, copy=True) for gi in g)
 
 
 # ---- NumPy by hand -------------------------------------------------------------------------
@@ -513,6 +551,8 @@ def build_numba(variant: str) -> Callable[[Workload, dict], Built]:
     """
 
     def build(wl: Workload, data: dict) -> Built:
+        if wl.is_transform:
+                return transform_peers.build_numba(variant, wl, data, vecmath_module, Built)
         if variant == "libm" and not wl.funcs:
             raise NotApplicable("no transcendental: identical to numba-fused")
         if variant == "prealloc" and wl.scalar_grads:
@@ -621,6 +661,10 @@ def build_jax(wl: Workload, data: dict) -> Built:
 
     F = _jax_ops(jnp, jax)
     args = [jax.device_put(a) for a in wl.ordered(data)]
+    if wl.is_transform:
+        tfn = transform_peers.jax_fn(wl, F, jax)
+        return Built(lambda: jax.block_until_ready(tfn(*args)),
+                     lambda out: (None, (np.asarray(out),)))
     fn = jax.jit(jax.value_and_grad(functools.partial(wl.loss, F), argnums=wl.argnums))
 
     def call():
@@ -647,6 +691,9 @@ def _build_torch(wl: Workload, data: dict, compiled: bool) -> Built:
     F = _torch_ops(torch)
     # np.array(copy=True) keeps 0-d inputs (W2's w, b) 0-d; ascontiguousarray would not.
     args = [torch.from_numpy(np.array(a, copy=True, order="C")) for a in wl.ordered(data)]
+    if wl.is_transform:
+        tfn = transform_peers.torch_fn(wl, F, torch, compiled)
+        return Built(lambda: tfn(*args), lambda out: (None, (out.detach().numpy().copy(),)))
     wrt = [args[i].requires_grad_(True) for i in wl.argnums]
     loss = functools.partial(wl.loss, F)
     if compiled:
@@ -687,6 +734,8 @@ def _drjit_ops(dr):
 
 
 def build_drjit(wl: Workload, data: dict) -> Built:
+    if wl.is_transform:
+        raise NotApplicable("no vmap / forward-over-reverse transformation to compare")
     import drjit as dr
     from drjit.llvm.ad import Float, TensorXf
 
@@ -749,8 +798,9 @@ def tracejit_loss(wl: Workload):
 
     F = _tracejit_ops(tj)
     # A real def with the workload's own parameter names (tracejit may inspect signatures).
-    src = (f"def {wl.key.lower()}_{'_'.join(wl.args)}({', '.join(wl.args)}):\n"
-           f"    return _loss(_F, {', '.join(wl.args)})\n")
+    names = wl.loss_args or wl.args
+    src = (f"def {wl.key.lower()}_{'_'.join(names)}({', '.join(names)}):\n"
+           f"    return _loss(_F, {', '.join(names)})\n")
     ns: dict = {"_loss": wl.loss, "_F": F}
     exec(src, ns)  # noqa: S102 - fixed template, no user input
     f = next(v for k, v in ns.items() if k.startswith(wl.key.lower()))
@@ -761,8 +811,12 @@ def _build_tracejit(wl: Workload, data: dict, **options) -> Built:
     import tracejit as tj
 
     f, argnums = tracejit_loss(wl)
-    g = tj.jit_grad(f, argnums=argnums, **options)
     args = wl.ordered(data)
+    if wl.is_transform:
+        tfn = transform_peers.tracejit_fn(wl, tj, f, **options)
+        return Built(lambda: tfn(*args), lambda out: (None, (np.array(out, copy=True),)),
+                     settle=tj.wait_compiled)
+    g = tj.jit_grad(f, argnums=argnums, **options)
     single = len(wl.argnums) == 1
 
     def call():

@@ -1,15 +1,21 @@
-"""tracejit: trace NumPy-style functions, differentiate them in reverse mode, and run value
-and gradient as fused compiled loops."""
+"""tracejit: trace NumPy-style functions, differentiate them (reverse and forward mode),
+batch them (vmap), and run the results as fused compiled loops."""
 from . import numpy  # noqa: F401  (installs the Tracer operators)
 from .api import (
     explain,
     grad,
+    hessian,
+    jacfwd,
+    jacrev,
     jit,
     jit_grad,
+    jvp,
     make_ir,
     make_plan,
     stop_gradient,
     value_and_grad,
+    vjp,
+    vmap,
     wait_compiled,
 )
 from .gradcheck import check_grads
@@ -36,12 +42,18 @@ __all__ = [
                      "custom_vjp",
                      "explain",
                      "grad",
+                     "hessian",
+                     "jacfwd",
+                     "jacrev",
                      "jit",
                      "jit_grad",
+                     "jvp",
                      "make_ir",
                      "make_plan",
                      "stop_gradient",
                      "value_and_grad",
+                     "vjp",
+                     "vmap",
                      "wait_compiled",
 ]
 __version__ = "0.1.0"

@@ -1,17 +1,23 @@
 """Public transformations: jit, value_and_grad / jit_grad, grad, make_ir, make_plan,
 explain, stop_gradient, wait_compiled. Each returns (or inspects) a `dispatch.Transformed`,
-which holds the compile cache and runs the pipeline; see dispatch.py.
+which holds the compile cache and runs the pipeline; see dispatch.py. The composable
+transformations jvp, vjp, vmap, jacfwd, jacrev and hessian (JAX's names and semantics) are
+at the end; their machinery is in transforms.py.
 """
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 
-from . import passes, pytree
+from . import passes, pytree, transforms
 from .dispatch import Transformed
+from .errors import ArgumentError, GradientError, TracejitError, trim_traceback, user_error
 from .fusion import Plan
 from .ir import Graph
-from .tracing import stop_gradient  # noqa: F401  (public: tj.stop_gradient)
+from .tracing import (
+    stop_gradient,  # noqa: F401  (public: tj.stop_gradient)
+    trace_stack,
+)
 
 
 # ----- public constructors -----
@@ -193,3 +199,196 @@ def explain(fn: Callable):
             parts += ["=== fusion plan and generated code ===", entry.exe.explain()]
         return "\n".join(parts)
     return report
+
+
+# ----- composable transformations (JAX's names, signatures and semantics) -----
+def _fname(fun: Callable) -> str:
+    return getattr(fun, "__name__", type(fun).__name__)
+
+
+def _check_callable(fun, api: str) -> None:
+    if not callable(fun):
+        raise TypeError(f"tracejit.{api}: expected a function, got {type(fun).__name__}. "
+                        f"Fix: pass the function itself, e.g. tracejit.{api}(f).")
+
+
+def jvp(fun: Callable, primals, tangents, has_aux: bool = False):
+    """Forward mode: the value of `fun` at `primals` and its directional derivative along
+    `tangents` (a Jacobian-vector product), as jax.jvp.
+
+    Args:
+        fun: a function of arrays (and pytrees of them).
+        primals: a tuple (or list) of the positional arguments.
+        tangents: a tuple (or list) with one tangent per primal, in the same structure, of
+            the same shapes and (for float primals) dtypes. Integer primals take any tangent
+            of their shape; it is ignored.
+        has_aux: `fun` returns `(output, aux)`; aux is returned as is, not differentiated.
+
+    Returns:
+        `(primal_out, tangent_out)`, or `(primal_out, tangent_out, aux)`. Values `fun`
+        closes over and `stop_gradient` outputs carry zero tangents.
+
+    Called on arrays it runs compiled (cached per `fun`); inside jit, grad, vmap or another
+    jvp it records into the enclosing graph, so `tj.jvp(tj.grad(f), (x,), (v,))[1]` (a
+    Hessian-vector product) compiles to the same fused loops as `f`'s gradient.
+
+    Example:
+        >>> tj.jvp(np.sin, (np.zeros(2),), (np.ones(2),))
+        (array([0., 0.]), array([1., 1.]))
+    """
+    _check_callable(fun, "jvp")
+    name = f"tracejit.jvp({_fname(fun)})"
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise trim_traceback(user_error(
+            ArgumentError, f"{name}: primals and tangents must be tuples or lists, got "
+            f"{type(primals).__name__} and {type(tangents).__name__}.",
+            "pass the arguments as tuples: tj.jvp(f, (x,), (v,))."))
+    if len(primals) != len(tangents):
+        raise trim_traceback(user_error(
+            ArgumentError, f"{name}: {len(primals)} primal(s) but {len(tangents)} "
+            "tangent(s).", "give one tangent per positional argument."))
+    if trace_stack():
+        try:
+            return transforms.jvp_call(fun, primals, tangents, has_aux, name)
+        except TracejitError as e:
+            raise trim_traceback(e)
+    run = transforms.jitted(fun, ("jvp", has_aux), lambda: lambda p, t: transforms.jvp_call(
+        fun, p, t, has_aux, name), name)
+    return run(tuple(primals), tuple(tangents))
+
+
+def vjp(fun: Callable, *primals, has_aux: bool = False):
+    """Reverse mode for any output: the value of `fun` at `primals` and a function that
+    pulls a cotangent of the output back to the inputs, as jax.vjp.
+
+    Args:
+        fun: a function of arrays (and pytrees of them); its output may be any pytree of
+            arrays of any shape.
+        *primals: the positional arguments.
+        has_aux: `fun` returns `(output, aux)`; aux is returned as is, not differentiated.
+
+    Returns:
+        `(out, vjp_fn)`, or `(out, vjp_fn, aux)`. `vjp_fn(cotangent)` takes a cotangent of
+        `out`'s structure, shapes and dtypes and returns a tuple with one cotangent per
+        primal (zeros for integer primals and for inputs the output does not depend on).
+
+    Called on arrays, `out` and each `vjp_fn` call run compiled (vjp_fn recomputes the
+    forward values it needs inside its fused loops rather than storing them).
+
+    Example:
+        >>> out, vjp_fn = tj.vjp(lambda x: x * x, np.arange(3.0))
+        >>> vjp_fn(np.ones(3))
+        (array([0., 2., 4.]),)
+    """
+    _check_callable(fun, "vjp")
+    name = f"tracejit.vjp({_fname(fun)})"
+    if trace_stack():
+        try:
+            return transforms.vjp_call(fun, primals, has_aux, name)
+        except TracejitError as e:
+            raise trim_traceback(e)
+    out = transforms.jitted(fun, ("fwd",), lambda: lambda *p: fun(*p), name)(*primals)
+    if has_aux and not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise trim_traceback(user_error(
+            GradientError, f"{name}: has_aux=True needs the function to return a pair "
+            "(output, aux).", "return (output, aux)."))
+    saved = pytree.tree_map(lambda x: x.copy() if hasattr(x, "copy") else x, primals)
+    backward = transforms.jitted(fun, ("vjp", has_aux), lambda: lambda p, ct: (
+        transforms.vjp_call(fun, p, has_aux, name)[1](ct)), name)
+
+    def vjp_fn(cotangent):
+        return backward(saved, cotangent)
+    return (out[0], vjp_fn, out[1]) if has_aux else (out, vjp_fn)
+
+
+def vmap(fun: Callable, in_axes=0, out_axes=0):
+    """Vectorize `fun` over a batch axis of its arguments, as jax.vmap.
+
+    Args:
+        fun: a function written for one example.
+        in_axes: per positional argument, the axis of the batch (an int, negative allowed)
+            or None (the argument is the same for every example): an int or None for all
+            arguments, or a tuple with one entry per positional argument, each an int, None
+            or a tuple/list/dict prefix of that argument's pytree. Keyword arguments are
+            mapped along axis 0.
+        out_axes: where the batch axis goes in each output: an int, or None for an output
+            that is the same for every example; or a pytree prefix of the output.
+
+    Returns:
+        The batched function. Called on arrays it runs compiled, as one graph: elementwise
+        work and reductions over an example stay in fused loop nests, so
+        `tj.vmap(tj.grad(loss), in_axes=(None, 0, 0))` (per-example gradients) of a
+        map-reduce loss is one pass over the data. Inside jit, grad, jvp or another vmap it
+        records into the enclosing graph. Python ints, bools and strings passed positionally
+        stay Python values (give them in_axes None).
+
+    Example:
+        >>> tj.vmap(lambda x, w: np.sum(x * w), in_axes=(0, None))(np.ones((4, 3)), np.ones(3))
+        array([3., 3., 3., 3.])
+    """
+    _check_callable(fun, "vmap")
+    name = f"vmap({_fname(fun)})"
+    return transforms.Staged(fun, name, lambda *a, **k: transforms.vmap_call(
+        fun, in_axes, out_axes, a, k, name))
+
+
+def jacfwd(fun: Callable, argnums=0, has_aux: bool = False):
+    """The Jacobian of `fun` by forward mode (one JVP per input element, batched), as
+    jax.jacfwd: efficient for few inputs and many outputs.
+
+    Args:
+        fun: a function of arrays; the differentiated arguments must be float.
+        argnums: int or tuple of ints: which positional arguments to differentiate.
+        has_aux: `fun` returns `(output, aux)`; the result is then `(jacobian, aux)`.
+
+    Returns:
+        A function returning the Jacobian: the output's pytree, each leaf replaced by the
+        argument's pytree (a tuple over argnums for a tuple) of arrays of shape
+        `output.shape + input.shape`.
+
+    Example:
+        >>> tj.jacfwd(lambda x: x ** 2)(np.arange(3.0))
+        array([[0., 0., 0.],
+               [0., 2., 0.],
+               [0., 0., 4.]])
+    """
+    _check_callable(fun, "jacfwd")
+    name = f"jacfwd({_fname(fun)})"
+    return transforms.Staged(fun, name, lambda *a, **k: transforms.jacfwd_call(
+        fun, argnums, has_aux, a, k, name))
+
+
+def jacrev(fun: Callable, argnums=0, has_aux: bool = False):
+    """The Jacobian of `fun` by reverse mode (one VJP per output element, batched), as
+    jax.jacrev: efficient for many inputs and few outputs. Same arguments and result
+    structure as `jacfwd`; the outputs must be float.
+
+    Example:
+        >>> tj.jacrev(lambda x: np.array([x[0] * x[1], np.sin(x[0])]))(np.array([0.0, 2.0]))
+        array([[2., 0.],
+               [1., 0.]])
+    """
+    _check_callable(fun, "jacrev")
+    name = f"jacrev({_fname(fun)})"
+    return transforms.Staged(fun, name, lambda *a, **k: transforms.jacrev_call(
+        fun, argnums, has_aux, a, k, name))
+
+
+def hessian(fun: Callable, argnums=0, has_aux: bool = False):
+    """The Hessian of the scalar function `fun`: `jacfwd(jacrev(fun))`, as jax.hessian.
+    For a product with a vector only, `tj.jvp(tj.grad(fun), (x,), (v,))[1]` is one pass.
+
+    Returns:
+        A function returning an array of shape `x.shape + x.shape` (pytrees as in jacfwd:
+        nested twice).
+
+    Example:
+        >>> tj.hessian(lambda x: np.sum(x ** 3))(np.array([1.0, 2.0]))
+        array([[ 6.,  0.],
+               [ 0., 12.]])
+    """
+    _check_callable(fun, "hessian")
+    inner = jacrev(fun, argnums=argnums, has_aux=has_aux)
+    name = f"hessian({_fname(fun)})"
+    return transforms.Staged(fun, name, lambda *a, **k: transforms.jacfwd_call(
+        inner, argnums, has_aux, a, k, name))

@@ -63,16 +63,20 @@ def _active_vars(graph: Graph, wrt: list[int]) -> set[int]:
     return active
 
 
-def vjp_graph(graph: Graph, wrt: list[int]) -> tuple[Graph, list[bool]]:
+def vjp_graph(graph: Graph, wrt: list[int], seeds: bool = False) -> tuple[Graph, list[bool]]:
     """Joint graph with outputs `graph.outputs + gradients of outputs[0] w.r.t. inputs[wrt]`.
 
     outputs[0] must be a float scalar (the loss). Returns the graph and, per `wrt` input,
     whether any gradient reaches it; only connected gradients are outputs of the graph.
+    With `seeds` (tj.vjp: any outputs), the joint graph takes one more input per output,
+    after the graph's own: that output's cotangent, and the gradients are those of
+    sum_i <outputs[i], cotangent_i>.
     """
     active = _active_vars(graph, wrt)
     with new_trace() as t:
         # 1. forward: replay every equation, keeping the user's source lines
         args = [t.new_arg(var.aval) for var in graph.inputs]
+        seed_args = [t.new_arg(o.aval) for o in graph.outputs] if seeds else None
         env = dict(zip((v.id for v in graph.inputs), args))
         forward = eval_graph(Graph(graph.inputs, graph.eqns, [o for e in graph.eqns
                                                                for o in e.outputs]), args)
@@ -87,7 +91,7 @@ def vjp_graph(graph: Graph, wrt: list[int]) -> tuple[Graph, list[bool]]:
         # 2. backward: cotangents from the loss down to the inputs
         prev = errors.replaying(None)
         try:
-            cts = _backward(graph, active, read)
+            cts = _backward(graph, active, read, seed_args)
         finally:
             errors.replaying(prev)
         grads = [cts.get(graph.inputs[i].id) for i in wrt]
@@ -96,14 +100,17 @@ def vjp_graph(graph: Graph, wrt: list[int]) -> tuple[Graph, list[bool]]:
     return joint, [g is not None for g in grads]
 
 
-def _backward(graph: Graph, active: set[int], read) -> dict[int, Tracer]:
-    """Cotangents of the active vars, walking the equations from the loss back. `masks[id]`
-    (when present) is where a cotangent can be nonzero; it is exactly zero elsewhere."""
-    loss = graph.outputs[0]
+def _backward(graph: Graph, active: set[int], read, seeds=None) -> dict[int, Tracer]:
+    """Cotangents of the active vars, walking the equations from the loss (or from every
+    output, given `seeds`) back. `masks[id]` (when present) is where a cotangent can be
+    nonzero; it is exactly zero elsewhere."""
     cts: dict[int, Tracer] = {}
     masks: dict[int, Tracer] = {}
-    if isinstance(loss, Var) and loss.id in active:
-        cts[loss.id] = read(Literal.of(1, loss.aval.dtype))
+    outs = graph.outputs if seeds else graph.outputs[:1]
+    for out, seed in zip(outs, seeds or [None]):
+        if isinstance(out, Var) and out.id in active:
+            seed = read(Literal.of(1, out.aval.dtype)) if seed is None else seed
+            _accumulate(cts, masks, out, seed, None)
     for eqn in reversed(graph.eqns):
         out = eqn.outputs[0].id
         if out not in cts:

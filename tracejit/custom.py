@@ -95,9 +95,38 @@ def _call_vjp(g, out, *arrays, body: CallBody):
     return tuple(out_cts)
 
 
+def _call_jvp(tangents, out, *arrays, body: CallBody):
+    raise user_error(UnsupportedError, f"custom_vjp({body.fn.__name__}): forward-mode "
+                     "differentiation (jvp, jacfwd, hessian) of a custom_vjp function is not "
+                     "supported (as in JAX): its rule says how to pull cotangents back, not how "
+                     "to push tangents forward.",
+                     "use reverse mode (tj.grad, tj.vjp, tj.jacrev) through it, or call the "
+                     "plain function (without custom_vjp) under forward mode.")
+
+
+def _call_batch(prim, arrays, dims, body: CallBody):
+    """vmap of a custom_vjp function: a custom_vjp function of the whole batch, whose
+    function, fwd and bwd are the user's, vmapped (fwd's residuals batched along axis 0)."""
+    from .api import vmap
+    from .primitives.layout import broadcast_p
+    fn = body.fn
+    size = next(a.shape[0] for a, d in zip(arrays, dims) if d is not None)
+    arrays = [a if d is not None else broadcast_p.bind(a, shape=(size,) + a.shape)
+              for a, d in zip(arrays, dims)]
+    # per positional argument: axis 0 for its arrays, None for the Python values kept
+    in_axes = pytree.unflatten(body.treedef, [0 if leaf is None else None
+                                              for leaf in body.leaves])
+    batched = CustomVJP(vmap(fn.fn, in_axes=in_axes), nondiff_argnums=fn.nondiff_argnums)
+    batched.__name__ = fn.__name__
+    static = (None,) * len(fn.nondiff_argnums)
+    batched.defvjp(vmap(fn.fwd, in_axes=in_axes, out_axes=0),
+                   vmap(fn.bwd, in_axes=static + (0, 0), out_axes=0))
+    return batched(*body.args(arrays)), 0
+
+
 custom_vjp_call_p = defprim("custom_vjp_call", CALL,
                             shape=lambda *avals, body: body.graph.outputs[0].aval,
-                            impl=_call_impl, vjp=_call_vjp)
+                            impl=_call_impl, vjp=_call_vjp, jvp=_call_jvp, batch=_call_batch)
 
 
 def _is_array(x: Any) -> bool:

@@ -315,8 +315,9 @@ class Transformed:
                          None)
             raise user_error(GradientError, f"{self.name}: gradients need a scalar float loss; "
                              f"the function returned {loss.dtype}{list(loss.shape)}.",
-                             "reduce the output to a scalar (np.sum(out) or np.mean(out)), "
-                             "or use tracejit.jit for non-scalar outputs.", where)
+                             "reduce the output to a scalar (np.sum(out) or np.mean(out)); for "
+                             "the derivatives of a non-scalar output use tracejit.jacrev (the "
+                             "Jacobian) or tracejit.vjp (products with a cotangent).", where)
 
     def _joint(self, args, kwargs, leaves, treedef, found: captures.Scan):
         """Trace, differentiate and simplify: (joint graph, output treedef, wrt leaves,
@@ -590,5 +591,8 @@ def _protect_aliases(exe, graph: Graph) -> Callable:
 
 
 def inline_graph(graph: Graph, args: Sequence[Any]) -> list[Any]:
-    """Replay `graph` on tracers of the current trace (nested transformations)."""
-    return eval_graph(graph, args)
+    """Replay `graph` on tracers of the current trace (nested transformations). Its
+    constants stay constants of the trace: an equation of literals alone is recorded, not
+    computed into an array constant (see eval_graph)."""
+    outer = trace_stack()[-1]
+    return eval_graph(graph, args, literal=lambda atom: Tracer(outer, atom))

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .ir import Eqn, Graph, Literal, Var
 from .primitives import ELEMENTWISE, REDUCE
 
@@ -215,16 +213,19 @@ def _new_builder(e: Eqn) -> _Builder:
 
 
 def _try_grow(b: _Builder, e: Eqn) -> _Builder | None:
-    """An elementwise-only kernel may widen its space to a broadcast of it (row work that
-    feeds full-size work, e.g. g/s then g/s * e)."""
+    """An elementwise-only kernel may widen its space to one its space fits in: a broadcast
+    of it (row work that feeds full-size work, e.g. g/s then g/s * e), or one with its dims
+    in order on axes of the same sizes (vmap: per-example scalars (B,) feeding per-example
+    vectors (B, n)). Re-adding its equations checks every placement."""
     k = b.k
     if k.inner or any(v != "elem" for v in k.kinds.values()) or e.prim.kind not in ELEMENTWISE:
         return None
     shape = e.outputs[0].aval.shape
+    if shape == k.space:
+        return None
     try:
-        if tuple(np.broadcast_shapes(k.space, shape)) != shape or shape == k.space:
-            return None
-    except ValueError:
+        _default_map(k.space, shape)
+    except _Reject:
         return None
     grown = _Builder(shape)
     try:

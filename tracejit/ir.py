@@ -158,14 +158,21 @@ def check_graph(graph: Graph) -> None:
         assert isinstance(v, Literal) or v.id in defined, "output not defined"
 
 
-def eval_graph(graph: Graph, args: Sequence[Any]) -> list[Any]:
+def eval_graph(graph: Graph, args: Sequence[Any], literal=None) -> list[Any]:
     """Replay `graph` on `args` through each primitive's `bind`: concrete arrays run the NumPy
     reference (the interpreter), tracers record equations (autodiff, inlining, custom rules).
-    Equations recorded on the way keep the user's source line of the one replayed."""
+    Equations recorded on the way keep the user's source line of the one replayed.
+
+    `literal(atom)`, when given, is what a literal operand becomes: inlining into a trace
+    passes one that makes it a tracer of that trace, so an equation of constants alone (a
+    broadcast of autodiff's seed 1.0) is recorded (a broadcast is indexing in a loop) rather
+    than computed here into an array constant that a kernel would read from memory."""
     env: dict[int, Any] = {v.id: a for v, a in zip(graph.inputs, args)}
 
     def read(atom: Atom) -> Any:
-        return atom.val if isinstance(atom, Literal) else env[atom.id]
+        if isinstance(atom, Literal):
+            return atom.val if literal is None else literal(atom)
+        return env[atom.id]
 
     outer = errors.replaying(None)
     try:

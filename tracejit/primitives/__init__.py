@@ -1,6 +1,7 @@
 """Every primitive is declared once, by one `defprim` call that says everything about it:
 its shape/dtype rule, its NumPy reference implementation, its VJP (written in primitives, so
-the backward pass is itself traceable), and what the backends need: the scalar expression
+the backward pass is itself traceable), its JVP (forward mode, also in primitives) and its
+batching rule (vmap), and what the backends need: the scalar expression
 emitted for it (`emit`, with per-backend overrides in `emit_for`), how fusion treats it
 (`fusion`), whether a later pass recomputes it rather than stash it (`cheap`), a no-copy
 NumPy form for CPU steps (`view`) and a gather loop body for GPU steps (`gather`).
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ShapeError, user_error
 from ..ir import Aval, Literal
 
 UNARY, BINARY, SELECT, REDUCE, LAYOUT, CONTRACT = (
@@ -52,6 +54,16 @@ class Primitive:
     shape: Callable[..., Aval | list[Aval]]
     impl: Callable[..., Any]
     vjp: Callable[..., tuple] | None = None
+    # forward mode: (tangents, out, *inputs, **params) -> the output's tangent, or None for
+    # a zero tangent; tangents[i] is None where input i's tangent is zero. Written in
+    # primitives like `vjp` (forward.py), so jvp(grad(f)) and grad(jvp(f)) both work.
+    # Elementwise primitives and reductions get their kind's rule unless they declare one
+    jvp: Callable[..., Any] | None = None
+    # vmap: (prim, args, dims, **params) -> (out, out_dim). dims[i] is 0 (args[i] carries
+    # the batch as its first axis) or None (the same value for every example); out_dim
+    # likewise. Called only when some dim is 0 (batching.py). Elementwise primitives and
+    # reductions get their kind's rule unless they declare one
+    batch: Callable[..., tuple] | None = None
     # scalar template shared by the Numba backends ({0}, {1}: operands; {T}: the output's
     # scalar type; params by name), a function of the output dtype giving one, or a Reduce
     emit: str | Reduce | Callable[[np.dtype], str] | None = None
@@ -108,7 +120,7 @@ _LISTENERS: list[Callable[[Primitive], None]] = []
 def defprim(name: str, kind: str, **fields) -> Primitive:
     """Declare a primitive: everything about it, in one call (see Primitive's fields)."""
     assert name not in REGISTRY, f"primitive {name} declared twice"
-    prim = Primitive(name, kind, **fields)
+    prim = Primitive(name, kind, **_kind_rules(kind, fields))
     REGISTRY[name] = prim
     for listener in _LISTENERS:
         listener(prim)
@@ -143,8 +155,88 @@ def keep_if(x: Any, out: Aval, other: Any, unit: float) -> Any:
         not isinstance(x, Literal) else None
 
 
+def full_on(like, shape: tuple[int, ...], dtype: np.dtype, value=0):
+    """`value` in `shape`, recorded on the trace of the tracer `like` (a broadcast scalar: no
+    memory is read); a NumPy array when `like` is concrete. For rules that need zeros/ones."""
+    from .layout import broadcast_p
+    trace = _find_trace([like])
+    if trace is None:
+        return np.full(shape, value, dtype)
+    return trace.bind(broadcast_p, (Literal.of(value, dtype),), {"shape": tuple(shape)})
+
+
+# ----- the rules a kind shares: defprim fills them in where a primitive declares none -----
+def jvp_from_vjp(vjp):
+    """An elementwise primitive's JVP from its VJP: its Jacobian is diagonal (symmetric), so
+    the tangent is the sum over inputs of the VJP applied to that input's tangent."""
+    def jvp(tangents, out, *xs, **params):
+        from .elementwise import add_p
+        total = None
+        for i, t in enumerate(tangents):
+            ct = None if t is None else vjp(t, out, *xs, **params)[i]
+            if ct is not None:
+                total = ct if total is None else add_p.bind(total, ct)
+        return total
+    return jvp
+
+
+def jvp_of_reduction(vjp):
+    """A reduction's JVP from its VJP (g broadcast times d out / d x): the sum over the
+    reduced axes of the tangent times the VJP of ones."""
+    def jvp(tangents, out, x, axes):
+        from .elementwise import mul_p
+        from .reductions import reduce_sum_p
+        partials = vjp(full_on(out, out.shape, out.dtype, 1), out, x, axes)[0]
+        return reduce_sum_p.bind(mul_p.bind(tangents[0], partials), axes=axes)
+    return jvp
+
+
+def batch_elementwise(prim, args, dims, **params):
+    """Elementwise ops batch by broadcasting: each batched operand keeps its batch axis in
+    front, with size-1 axes after it up to the example's rank, so NumPy's right-aligned
+    broadcasting lines the examples up (unbatched operands broadcast over the batch)."""
+    from .layout import reshape_p
+    rank = max(a.ndim - (d is not None) for a, d in zip(args, dims))
+    args = [reshape_p.bind(a, shape=a.shape[:1] + (1,) * (rank + 1 - a.ndim) + a.shape[1:])
+            if d is not None and a.ndim < rank + 1 else a for a, d in zip(args, dims)]
+    return prim.bind(*args, **params), 0
+
+
+def batch_reduce(prim, args, dims, axes):
+    """A reduction over an example's axes: the same axes, one up behind the batch axis."""
+    return prim.bind(args[0], axes=tuple(a + 1 for a in axes)), 0
+
+
+def _kind_rules(kind: str, fields: dict) -> dict:
+    """`fields` with the kind's JVP and batching rules where none is declared: elementwise
+    (JVP from the VJP, batching by broadcasting) and reductions over `axes`."""
+    fields = dict(fields)
+    vjp = fields.get("vjp")
+    if kind in ELEMENTWISE:
+        if vjp is not None:
+            fields.setdefault("jvp", jvp_from_vjp(vjp))
+        fields.setdefault("batch", batch_elementwise)
+    elif kind == REDUCE:
+        if vjp is not None:
+            fields.setdefault("jvp", jvp_of_reduction(vjp))
+        fields.setdefault("batch", batch_reduce)
+    return fields
+
+
 def is_float(dtype: np.dtype) -> bool:
     return np.issubdtype(dtype, np.inexact)
+
+
+def broadcast_shapes(*shapes: tuple[int, ...], op: str = "") -> tuple[int, ...]:
+    """NumPy's broadcast of `shapes`, or a ShapeError naming `op` and the user's line."""
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        shown = " and ".join(str(tuple(s)) for s in shapes)
+        raise user_error(
+            ShapeError, f"{op}: shapes {shown} cannot be broadcast together.",
+            "make the shapes compatible (NumPy broadcasting: trailing dimensions must be equal "
+            "or 1), e.g. with reshape, expand_dims or x[:, None].") from None
 
 
 from . import contraction, elementwise, layout, reductions  # noqa: F401  (fill REGISTRY)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError, user_error
 from ..ir import Aval
 from . import (
     ANY,
@@ -23,21 +22,11 @@ from . import (
     SMOOTH,
     UNARY,
     UNIT,
+    broadcast_shapes,
     defprim,
     is_float,
     keep_if,
 )
-
-
-def broadcast_shapes(*shapes: tuple[int, ...], op: str = "") -> tuple[int, ...]:
-    try:
-        return tuple(np.broadcast_shapes(*shapes))
-    except ValueError:
-        shown = " and ".join(str(tuple(s)) for s in shapes)
-        raise user_error(
-            ShapeError, f"{op}: shapes {shown} cannot be broadcast together.",
-            "make the shapes compatible (NumPy broadcasting: trailing dimensions must be equal "
-            "or 1), e.g. with reshape, expand_dims or x[:, None].") from None
 
 
 def same_shape(x: Aval, **_) -> Aval:
@@ -67,6 +56,8 @@ def zeros_like_ct(x):
     return None
 
 
+# (the JVP and batching rules of elementwise primitives are their kind's, filled in by
+# defprim: the JVP from the VJP, batching by broadcasting; see primitives/__init__.py)
 def _unary(name, impl, vjp, emit, numpy=(), domain=ANY, **kw):
     return defprim(name, UNARY, shape=same_shape, impl=impl, vjp=vjp, emit=emit,
                    numpy=numpy, domain=domain, fusion=LOOP, **kw)
@@ -142,7 +133,8 @@ round_p = _unary("round", np.rint, lambda g, out, x: (None,), "np.rint({0})", ("
                  emit_for={"numba_cuda": _gpu_rint})
 logical_not_p = defprim("logical_not", UNARY, shape=_bool_shape, impl=np.logical_not,
                         emit="(not {0})", numpy=("logical_not",), fusion=LOOP, cheap=True)
-# identity forward, constant edge backward; erased by passes.simplify once autodiff is done
+# identity forward, constant edge backward (and a zero tangent forward, as in JAX); erased
+# by passes.simplify once the transformations are done
 stop_gradient_p = _unary("stop_gradient", lambda x: np.array(x, copy=True),
                          lambda g, out, x: (None,), "{0}", erase_after_autodiff=True,
                          cheap=True)
@@ -156,9 +148,14 @@ def _convert_vjp(g, out, x, dtype):
     return (convert(g, x.dtype) if is_float(x.dtype) and is_float(dtype) else None,)
 
 
+def _convert_jvp(tangents, out, x, dtype):
+    return convert(tangents[0], dtype) if is_float(x.dtype) and is_float(dtype) else None
+
+
 convert_p = defprim("convert", UNARY, shape=_convert_shape,
                     impl=lambda x, dtype: np.asarray(x).astype(dtype),
-                    vjp=_convert_vjp, emit="np.{dtype}({0})", domain=ANY, fusion=LOOP, cheap=True)
+                    vjp=_convert_vjp, jvp=_convert_jvp,
+                    emit="np.{dtype}({0})", domain=ANY, fusion=LOOP, cheap=True)
 
 
 # ----- binary -----
@@ -236,8 +233,16 @@ def _select_shape(c: Aval, x: Aval, y: Aval) -> Aval:
     return Aval(broadcast_shapes(c.shape, x.shape, y.shape, op="where"), x.dtype)
 
 
+def _select_jvp(tangents, out, c, x, y):
+    _, tx, ty = tangents
+    if tx is None and ty is None:
+        return None
+    return select(c, 0 if tx is None else tx, 0 if ty is None else ty)
+
+
 select_p = defprim("select", SELECT, shape=_select_shape, impl=np.where,
                    vjp=lambda g, out, c, x, y: (None, select(c, g, 0), select(c, 0, g)),
+                   jvp=_select_jvp,  # one select (the VJP-derived rule would take two)
                    masks=lambda g, out, c, x, y: (None, c, logical_not_p.bind(c)),
                    emit="({1} if {0} else {2})", numpy=("where",), domain=ANY, fusion=LOOP,
                    cheap=True)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ShapeError, user_error
 from ..ir import Aval
-from . import ANY, LAYOUT, LOOP, STEP, defprim
+from . import ANY, LAYOUT, LOOP, STEP, broadcast_shapes, defprim, full_on
 
 
 def _ix(names: list[str]) -> str:
@@ -22,6 +22,18 @@ def _out(e) -> str:
     return f"o[{_ix([f'i{d}' for d in range(e.outputs[0].aval.ndim)])}]"
 
 
+# a linear op's JVP is the op applied to the tangent:
+#     jvp=lambda ts, out, x, **p: op.bind(ts[0], **p)
+def _with_batch_axis(**extra):
+    """A batch rule that binds the op with each param tuple extended for the leading batch
+    axis: extra[name](batched operand, value) -> the new value."""
+    def batch(prim, args, dims, **params):
+        (x,) = args
+        new = {k: (f(x, v) if (f := extra.get(k)) else v) for k, v in params.items()}
+        return prim.bind(x, **new), 0
+    return batch
+
+
 def _reads(src):
     """A gather body that reads x0 at `src(eqn)`, one index expression per x0 dimension."""
     return lambda e: [f"{_out(e)} = x0[{_ix(src(e))}]"]
@@ -29,7 +41,6 @@ def _reads(src):
 
 # ----- broadcast (NumPy's broadcast_to) -----
 def _broadcast_shape(x: Aval, shape: tuple[int, ...]) -> Aval:
-    from .elementwise import broadcast_shapes
     if broadcast_shapes(x.shape, shape, op="broadcast_to") != tuple(shape):
         raise user_error(ShapeError, f"broadcast_to: cannot broadcast {x.shape} to {shape}.",
                          "the target shape must keep every dimension of size > 1.")
@@ -41,10 +52,21 @@ def _broadcast_src(e) -> list[str]:
     return ["0" if n == 1 else f"i{out.ndim - x.ndim + d}" for d, n in enumerate(x.shape)]
 
 
+def _broadcast_batch(prim, args, dims, shape):
+    """(B, *s) -> (B, 1.., *s) -> (B, *shape): the batch axis stays in front."""
+    (x,) = args
+    lead = len(shape) + 1 - x.ndim
+    if lead:
+        x = reshape_p.bind(x, shape=x.shape[:1] + (1,) * lead + x.shape[1:])
+    return broadcast_p.bind(x, shape=x.shape[:1] + tuple(shape)), 0
+
+
 # in a loop, broadcasting is indexing: the emitted value is the operand itself
 broadcast_p = defprim("broadcast", LAYOUT, shape=_broadcast_shape,
                       impl=lambda x, shape: np.broadcast_to(x, shape).copy(),
                       vjp=lambda g, out, x, shape: (g,),  # autodiff sums it back (unbroadcast)
+                      jvp=lambda ts, out, x, **p: broadcast_p.bind(ts[0], **p),
+                      batch=_broadcast_batch,
                       domain=ANY, emit="{0}", fusion=LOOP, broadcasts=True,
                       cheap=True, view=lambda x, shape: np.broadcast_to(x, shape),
                       gather=_reads(_broadcast_src))
@@ -81,6 +103,8 @@ def _reshape_gather(e) -> list[str]:
 reshape_p = defprim("reshape", LAYOUT, shape=_reshape_shape,
                     impl=lambda x, shape: np.reshape(x, shape).copy(),
                     vjp=lambda g, out, x, shape: (reshape_p.bind(g, shape=x.shape),),
+                    jvp=lambda ts, out, x, **p: reshape_p.bind(ts[0], **p),
+                    batch=_with_batch_axis(shape=lambda x, v: x.shape[:1] + tuple(v)),
                     domain=ANY, emit="{0}", fusion=_reshape_fusion,
                     cheap=True, view=lambda x, shape: np.reshape(x, shape), same_order=True,
                     gather=_reshape_gather)
@@ -91,9 +115,22 @@ def _transpose_vjp(g, out, x, perm):
     return (transpose_p.bind(g, perm=tuple(int(i) for i in np.argsort(perm))),)
 
 
+def _transpose_batch(prim, args, dims, perm):
+    """The batch axis stays in front. A permutation that only moves size-1 axes keeps the
+    element order: a reshape (fusion indexes it in a loop; a transpose is a copy step)."""
+    (x,) = args
+    perm = (0,) + tuple(p + 1 for p in perm)
+    big = [p for p in perm if x.shape[p] != 1]
+    if big == sorted(big):
+        return reshape_p.bind(x, shape=tuple(x.shape[p] for p in perm)), 0
+    return transpose_p.bind(x, perm=perm), 0
+
+
 transpose_p = defprim("transpose", LAYOUT,
                       shape=lambda x, perm: Aval(tuple(x.shape[p] for p in perm), x.dtype),
                       impl=lambda x, perm: np.transpose(x, perm).copy(), vjp=_transpose_vjp,
+                      jvp=lambda ts, out, x, **p: transpose_p.bind(ts[0], **p),
+                      batch=_transpose_batch,
                       domain=ANY,
                       view=lambda x, perm: np.transpose(x, perm),
                       gather=_reads(lambda e: [f"i{list(e.params['perm']).index(d)}"
@@ -130,6 +167,10 @@ def _slice_vjp(g, out, x, starts, limits, strides):
 
 
 slice_p = defprim("slice", LAYOUT, shape=_slice_shape, impl=_slice_impl, vjp=_slice_vjp,
+                  jvp=lambda ts, out, x, **p: slice_p.bind(ts[0], **p),
+                  batch=_with_batch_axis(starts=lambda x, v: (0,) + tuple(v),
+                                         limits=lambda x, v: x.shape[:1] + tuple(v),
+                                         strides=lambda x, v: (1,) + tuple(v)),
                   domain=ANY,
                   view=_slice_view, gather=_reads(lambda e: [
                       f"{s} + {st} * i{d}" for d, (s, st) in enumerate(
@@ -170,14 +211,19 @@ def _pad_gather(e) -> list[str]:
     return lines + ["if ok:", f"    {o} = x0[{_ix(src)}]", "else:", f"    {o} = 0"]
 
 
-pad_p = defprim("pad", LAYOUT, shape=_pad_shape, impl=_pad_impl, vjp=_pad_vjp, domain=ANY,
-                gather=_pad_gather)
+_FRONT_ZERO = (lambda x, v: (0,) + tuple(v))
+pad_p = defprim("pad", LAYOUT, shape=_pad_shape, impl=_pad_impl, vjp=_pad_vjp,
+                jvp=lambda ts, out, x, **p: pad_p.bind(ts[0], **p),
+                batch=_with_batch_axis(lo=_FRONT_ZERO, hi=_FRONT_ZERO, interior=_FRONT_ZERO),
+                domain=ANY, gather=_pad_gather)
 
 
 # ----- rev (reverse along axes) -----
 rev_p = defprim("rev", LAYOUT, shape=lambda x, axes: x,
                 impl=lambda x, axes: np.flip(x, axes).copy(),
                 vjp=lambda g, out, x, axes: (rev_p.bind(g, axes=axes),), domain=ANY,
+                jvp=lambda ts, out, x, **p: rev_p.bind(ts[0], **p),
+                batch=_with_batch_axis(axes=lambda x, v: tuple(a + 1 for a in v)),
                 view=lambda x, axes: np.flip(x, axes),
                 gather=_reads(lambda e: [
                     f"x0.shape[{d}] - 1 - i{d}" if d in e.params["axes"] else f"i{d}"
@@ -222,6 +268,20 @@ def _concat_gather(e) -> list[str]:
     return lines
 
 
+def _concat_jvp(tangents, out, *xs, axis):
+    return concatenate_p.bind(*[full_on(out, x.shape, x.dtype) if t is None else t
+                                for t, x in zip(tangents, xs)], axis=axis)
+
+
+def _concat_batch(prim, args, dims, axis):
+    """Unbatched operands are broadcast over the batch; the axis moves one up."""
+    size = next(x.shape[0] for x, d in zip(args, dims) if d is not None)
+    args = [x if d is not None else broadcast_p.bind(x, shape=(size,) + x.shape)
+            for x, d in zip(args, dims)]
+    return concatenate_p.bind(*args, axis=axis + 1), 0
+
+
 concatenate_p = defprim("concatenate", LAYOUT, shape=_concat_shape,
                         impl=lambda *xs, axis: np.concatenate(xs, axis=axis), vjp=_concat_vjp,
+                        jvp=_concat_jvp, batch=_concat_batch,
                         domain=ANY, gather=_concat_gather)

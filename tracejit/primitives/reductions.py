@@ -33,6 +33,10 @@ def _sum_vjp(g, out, x, axes):
     return (_broadcast(g, x.shape),)
 
 
+def _sum_jvp(tangents, out, x, axes):
+    return reduce_sum_p.bind(tangents[0], axes=axes)
+
+
 def _extremum_vjp(g, out, x, axes):
     # ties share the gradient equally among the tied elements (as JAX); a NaN is what max
     # and min select when there is one, and its gradient is NaN (as JAX), 0 elsewhere
@@ -42,14 +46,32 @@ def _extremum_vjp(g, out, x, axes):
     return (select(hit, select(is_nan, x, div_p.bind(g, count)), 0),)
 
 
-def _prod_vjp(g, out, x, axes):
-    # exact at zeros: no zero -> prod/x; one zero -> product of the others at that entry
+def _extremum_jvp(tangents, out, x, axes):
+    # the mean tangent of the tied elements (the transpose of the VJP); NaN at a NaN
+    is_nan = ne_p.bind(x, x)
+    hit = or_p.bind(eq_p.bind(x, out), is_nan)
+    count = reduce_sum_p.bind(convert(hit, x.dtype), axes=axes)
+    picked = select(hit, select(is_nan, x, tangents[0]), 0)
+    return div_p.bind(reduce_sum_p.bind(picked, axes=axes), count)
+
+
+def _prod_partials(x, axes):
+    """d prod / d x, exact at zeros: with no zero prod/x; with one zero, the product of the
+    others at that entry (0 elsewhere); with more, 0."""
     is_zero = x == 0
     zeros = reduce_sum_p.bind(convert(is_zero, x.dtype), axes=axes)
     safe = select(is_zero, 1, x)
     nonzero_prod = reduce_prod_p.bind(safe, axes=axes)
     one_zero = select(is_zero, select(zeros == 1, nonzero_prod, 0), 0)
-    return (g * select(zeros == 0, nonzero_prod / safe, one_zero),)
+    return select(zeros == 0, nonzero_prod / safe, one_zero)
+
+
+def _prod_vjp(g, out, x, axes):
+    return (g * _prod_partials(x, axes),)
+
+
+def _prod_jvp(tangents, out, x, axes):
+    return reduce_sum_p.bind(tangents[0] * _prod_partials(x, axes), axes=axes)
 
 
 def _lowest(dtype: np.dtype):
@@ -69,20 +91,23 @@ def _highest(dtype: np.dtype):
 # NaN-exact max/min and prod keep vector lanes of partials in a row (Reduce.lanes)
 reduce_sum_p = defprim("reduce_sum", REDUCE, numpy=("sum",),
                        shape=_reduce_shape, impl=_np_reduce(np.sum),
-                       vjp=_sum_vjp, emit=Reduce(lambda dtype: 0, "({acc} + {x})", lanes=False,
-                                                 wide=True),
+                       vjp=_sum_vjp, jvp=_sum_jvp,
+                       emit=Reduce(lambda dtype: 0, "({acc} + {x})", lanes=False, wide=True),
                        emit_for={"numba_cpu": "vm.radd({acc}, {x})"}, domain=ANY, fusion=LOOP)
 reduce_max_p = defprim("reduce_max", REDUCE, numpy=("max", "amax"),
                        shape=_reduce_shape, impl=_np_reduce(np.max),
-                       vjp=_extremum_vjp, emit=Reduce(_lowest, MAX_EMIT.format("{x}", "{acc}")),
+                       vjp=_extremum_vjp, jvp=_extremum_jvp,
+                       emit=Reduce(_lowest, MAX_EMIT.format("{x}", "{acc}")),
                        emit_for={"numba_cpu": "vm.maximum({acc}, {x})"}, domain=ANY, fusion=LOOP)
 reduce_min_p = defprim("reduce_min", REDUCE, numpy=("min", "amin"),
                        shape=_reduce_shape, impl=_np_reduce(np.min),
-                       vjp=_extremum_vjp, emit=Reduce(_highest, MIN_EMIT.format("{x}", "{acc}")),
+                       vjp=_extremum_vjp, jvp=_extremum_jvp,
+                       emit=Reduce(_highest, MIN_EMIT.format("{x}", "{acc}")),
                        emit_for={"numba_cpu": "vm.minimum({acc}, {x})"}, domain=ANY, fusion=LOOP)
 reduce_prod_p = defprim("reduce_prod", REDUCE, numpy=("prod",),
                         shape=_reduce_shape, impl=_np_reduce(np.prod),
-                        vjp=_prod_vjp, emit=Reduce(lambda dtype: 1, "({acc} * {x})"),
+                        vjp=_prod_vjp, jvp=_prod_jvp,
+                        emit=Reduce(lambda dtype: 1, "({acc} * {x})"),
                         emit_for={"numba_cpu": "vm.rmul({acc}, {x})"}, domain=ANY, fusion=LOOP)
 
 
