@@ -225,10 +225,9 @@ def _axis_out_of_bounds(x):
     (_dot_mismatch, (np.ones(3), np.ones(4)), "# MARK-dot", ()),
     (_reshape_mismatch, (np.ones(6),), "# MARK-reshape", ("reshape",)),
     (_concat_mismatch, (np.ones((2, 3)), np.ones((2, 4))), "# MARK-concat", ("concatenate",)),
-    (_index_out_of_bounds, (np.ones(3),), "# MARK-index", ("out of bounds",)),
     (_axis_out_of_bounds, (np.ones((2, 2)),), "# MARK-axis", ("axis 2",)),
 ], ids=["bcast1d", "bcast2d", "matmul2d", "matmul1d", "matmul_batch", "dot", "reshape",
-        "concat", "index", "axis"])
+        "concat", "axis"])
 def test_shape_mismatch(fn, args, marker, words, backend):
     for transform in (tj.jit, tj.grad):
         f = transform(fn, backend=backend) if transform is tj.jit else \
@@ -236,6 +235,15 @@ def test_shape_mismatch(fn, args, marker, words, backend):
         with pytest.raises(tj.ShapeError) as e:
             f(*args)
         assert_user_error(e, tj.ShapeError, ValueError, marker, *words)
+
+
+def test_index_out_of_bounds_is_an_index_error(backend):
+    """As NumPy: IndexError (tracejit's OutOfBoundsError), at the user's line."""
+    for f in (tj.jit(_index_out_of_bounds, backend=backend),
+              tj.grad(_index_out_of_bounds, argnums=0, backend=backend)):
+        with pytest.raises(tj.OutOfBoundsError) as e:
+            f(np.ones(3))
+        assert_user_error(e, tj.OutOfBoundsError, IndexError, "# MARK-index", "out of bounds")
 
 
 # ----- unsupported NumPy functions -----
@@ -251,8 +259,8 @@ def _sort(x):
     return np.sum(np.sort(x))  # MARK-sort
 
 
-def _fancy_index(x):
-    return np.sum(x[[0, 2]])  # MARK-fancy
+def _mask_index(x):
+    return np.sum(x[x > 0])  # MARK-mask
 
 
 def _ufunc_accumulate(x):
@@ -269,10 +277,10 @@ def _out_kwarg(x):
 
 @pytest.mark.parametrize("fn,marker,name", [
     (_fft, "# MARK-fft", "fft"), (_cumsum, "# MARK-cumsum", "np.cumsum"),
-    (_sort, "# MARK-sort", "np.sort"), (_fancy_index, "# MARK-fancy", "indexing with list"),
+    (_sort, "# MARK-sort", "np.sort"), (_mask_index, "# MARK-mask", "boolean mask"),
     (_ufunc_accumulate, "# MARK-accumulate", "np.add.accumulate"),
     (_where_one_arg, "# MARK-where1", "np.where"), (_out_kwarg, "# MARK-out", "out=")],
-    ids=["fft", "cumsum", "sort", "fancy", "accumulate", "where1", "out"])
+    ids=["fft", "cumsum", "sort", "mask", "accumulate", "where1", "out"])
 def test_unsupported_numpy_function(fn, marker, name, backend):
     with pytest.raises(tj.UnsupportedError) as e:
         tj.grad(fn, backend=backend)(np.array([1.0, -2.0, 3.0]))

@@ -28,6 +28,8 @@ def table() -> list[tuple[str, str, str]]:
     'primitive <name>' for a wrapper of one primitive, 'composite' otherwise."""
     rows = []
     for name, fn in sorted(tnp.NAMESPACE.items()):
+        if name == "wrap":
+            continue  # the wrapper factory of reductions, not a NumPy function
         prim = getattr(fn, "primitive", None)
         how = f"primitive {prim.name}" if prim is not None else "composite"
         rows.append((name, fn.__module__.rsplit(".", 1)[-1], how))
@@ -38,8 +40,8 @@ def readme_section() -> str:
     """The generated Markdown list: each group's names, NumPy's own names marked as such."""
     groups: dict[str, list[str]] = {}
     for name, group, _ in table():
-        if name == "getitem":
-            continue  # x[...]: described with indexing below
+        if name in ("getitem", "setitem", "ufunc_at", "index_at"):
+            continue  # x[...], x[...] = v, np.add.at, x.at: described with indexing
         groups.setdefault(group, []).append(name if hasattr(np, name) else f"{name}*")
     lines = [BEGIN]
     for group, title in _GROUP_TITLES.items():

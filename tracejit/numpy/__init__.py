@@ -8,7 +8,8 @@ the modules below, and the wrappers of primitives are generated from the registr
     elementwise  one generated wrapper per `numpy=` name of a primitive, and composites
     reductions   sum prod max min mean var std argmax argmin
     layout       reshape transpose squeeze broadcast_to concatenate stack ...
-    indexing     x[...] with ints, slices, None and Ellipsis
+    indexing     x[...]: basic and integer-array indexing; take, take_along_axis
+    updates      x.at[idx].set/add/multiply/min/max, x[idx] = v, np.add.at
     contraction  matmul dot outer inner
     ml           sigmoid relu softplus logsumexp softmax log_softmax
     protocols    __array_ufunc__ / __array_function__ tables and operators on tracers
@@ -18,9 +19,19 @@ A plain NumPy call on a tracer reaches the function of the same name here.
 from __future__ import annotations
 
 from ..primitives import BINARY, REDUCE, UNARY, on_register
-from . import contraction, elementwise, indexing, layout, ml, promotion, protocols, reductions
+from . import (
+    contraction,
+    elementwise,
+    indexing,
+    layout,
+    ml,
+    promotion,
+    protocols,
+    reductions,
+    updates,
+)
 
-MODULES = (elementwise, reductions, layout, indexing, contraction, ml)
+MODULES = (elementwise, reductions, layout, indexing, updates, contraction, ml)
 
 
 def _public(module) -> dict:

@@ -43,6 +43,8 @@ def install(namespace: dict) -> None:
         if kwargs.get("out") is not None:
             raise unsupported(f"np.{ufunc.__name__}(..., out=...)",
                               "return the result instead of writing into `out`.")
+        if method == "at" and "ufunc_at" in namespace:
+            return namespace["ufunc_at"](ufunc, *inputs)
         if method == "reduce" and ufunc in _REDUCE_OF:
             return namespace[_REDUCE_OF[ufunc]](inputs[0], axis=kwargs.get("axis", 0),
                                                 keepdims=kwargs.get("keepdims", False))
@@ -73,6 +75,9 @@ def install(namespace: dict) -> None:
     Tracer.__abs__ = lambda a: namespace["absolute"](a)
     Tracer.__invert__ = lambda a: namespace["logical_not"](a)
     Tracer.__getitem__ = lambda a, idx: namespace["getitem"](a, idx)
+    if "setitem" in namespace:
+        Tracer.__setitem__ = lambda a, idx, v: namespace["setitem"](a, idx, v)
+        Tracer.at = property(lambda a: namespace["index_at"](a))
     Tracer.T = property(lambda a: namespace["transpose"](a))
     for name in _METHODS:
         fn = namespace[name]

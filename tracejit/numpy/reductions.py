@@ -12,8 +12,14 @@ from ..primitives import REDUCE, REGISTRY, is_float
 from ..primitives.layout import reshape_p
 from ..primitives.reductions import argmax_p, argmin_p
 from ..tracing import unsupported
-from .elementwise import multiply, sqrt, subtract
+from .elementwise import add, divide, maximum, minimum, multiply, sqrt, subtract
+from .elementwise import where as where_fn
+from .layout import broadcast_to
 from .promotion import asarray, astype, axes_of, drop_axes, is_concrete
+
+# np.<reduction>(x, initial=v): the reduction combined with v once
+_COMBINE_INITIAL = {"sum": add, "prod": multiply, "max": maximum, "amax": maximum,
+                    "min": minimum, "amin": minimum}
 
 
 def wrap(prim, name: str):
@@ -25,14 +31,27 @@ def wrap(prim, name: str):
     except ValueError:
         has_identity = False
 
-    def fn(x, axis=None, dtype=None, keepdims=False, **kwargs):
-        if kwargs.get("out") is not None or kwargs.get("where") is not None or \
-                kwargs.get("initial") is not None:
-            raise unsupported(f"np.{name} with out=/where=/initial=")
-        if is_concrete(x):
-            return np_fn(x, axis=axis, keepdims=keepdims, **({"dtype": dtype} if dtype else {}))
+    def fn(x, axis=None, dtype=None, keepdims=False, out=None, initial=None, where=None):
+        if out is not None:
+            raise unsupported(f"np.{name}(..., out=...)", "return the result instead.")
+        if is_concrete(x, where):
+            extra = {k: v for k, v in (("dtype", dtype), ("initial", initial),
+                                       ("where", where)) if v is not None}
+            return np_fn(x, axis=axis, keepdims=keepdims, **extra)
         x = asarray(x)
+        if where is not None:  # masked-out elements count as the reduction's identity
+            if not has_identity and initial is None:
+                raise user_error(ShapeError, f"reduction operation '{name}' does not have "
+                                 "an identity, so to use a where mask one has to specify "
+                                 "'initial'.", f"pass initial=, e.g. np.{name}(x, "
+                                 f"where=m, initial={'-' if name in ('max', 'amax') else ''}"
+                                 "np.inf).")
+            fill = initial if not has_identity else np_fn(np.zeros(0, x.dtype))
+            x = where_fn(where, x, np.asarray(fill, x.dtype))
         axes = axes_of(axis, x.ndim)
+        if initial is not None:
+            result = fn(x, axis=axis, dtype=dtype, keepdims=keepdims)
+            return _COMBINE_INITIAL[name](result, initial)
         if not has_identity and builtins.any(x.shape[a] == 0 for a in axes):
             raise user_error(ShapeError, f"zero-size array to reduction operation "
                              f"{name} which has no identity.",
@@ -58,12 +77,17 @@ def _count(x, axes) -> int:
     return int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
 
 
-def mean(x, axis=None, dtype=None, keepdims=False):
-    if is_concrete(x):
-        return np.mean(x, axis=axis, dtype=dtype, keepdims=keepdims)
+def mean(x, axis=None, dtype=None, keepdims=False, where=None):
+    if is_concrete(x, where):
+        extra = {} if where is None else {"where": where}
+        return np.mean(x, axis=axis, dtype=dtype, keepdims=keepdims, **extra)
     if dtype is None and not is_float(x.dtype):
         dtype = np.float64
-    total = sum(x, axis=axis, dtype=dtype, keepdims=keepdims)
+    total = sum(x, axis=axis, dtype=dtype, keepdims=keepdims, where=where)
+    if where is not None:  # the count of selected elements (NaN where none is)
+        ones = where_fn(where, np.ones((), total.dtype), np.zeros((), total.dtype))
+        count = sum(broadcast_to(ones, x.shape), axis=axis, keepdims=keepdims)
+        return divide(total, count)
     n = _count(x, axes_of(axis, x.ndim))
     return multiply(total, 1.0 / n if n else math.nan)
 

@@ -6,7 +6,8 @@ emitted for it (`emit`, with per-backend overrides in `emit_for`), how fusion tr
 NumPy form for CPU steps (`view`) and a gather loop body for GPU steps (`gather`).
 
 Kinds: UNARY/BINARY/SELECT are elementwise; REDUCE reduces over `axes` keeping them as size-1
-dims (keepdims=False is a reshape after it); LAYOUT moves data; CONTRACT is matmul.
+dims (keepdims=False is a reshape after it); LAYOUT moves data; CONTRACT is matmul; INDEX reads or updates at
+integer index arrays (gathers and scatters: an operand, its indices, maybe updates).
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import numpy as np
 
 from ..ir import Aval, Literal
 
-UNARY, BINARY, SELECT, REDUCE, LAYOUT, CONTRACT = (
-    "unary", "binary", "select", "reduce", "layout", "contract")
+UNARY, BINARY, SELECT, REDUCE, LAYOUT, CONTRACT, INDEX = (
+    "unary", "binary", "select", "reduce", "layout", "contract", "index")
 ELEMENTWISE = (UNARY, BINARY, SELECT)
 
 # where tests sample inputs for a primitive (name -> (low, high) and a rule)
@@ -68,6 +69,12 @@ class Primitive:
     same_order: bool = False
     # GPU step: lines computing o[i0, ...] from inputs x0, x1, ... (t: the flat index of o)
     gather: Callable[[Any], list[str]] | None = None
+    # a check on host copies of the inputs before a device step runs (an index bounds check
+    # that raises IndexError: a GPU kernel cannot raise)
+    host_check: Callable[..., Any] | None = None
+    # a fused loop reads operand 0 at computed indices (take_along): (eqn, operand
+    # expression of input k, output axis map) -> the scalar expression
+    load: Callable[..., str] | None = None
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
@@ -126,4 +133,4 @@ def is_float(dtype: np.dtype) -> bool:
     return np.issubdtype(dtype, np.inexact)
 
 
-from . import contraction, elementwise, layout, reductions  # noqa: F401  (fill REGISTRY)
+from . import contraction, elementwise, indexing, layout, reductions  # noqa: F401  (fill REGISTRY)
