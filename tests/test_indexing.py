@@ -207,3 +207,40 @@ def test_cuda_gather_and_update_match_interpreter(name):
     assert_same(got[1], want[1])
     with pytest.raises(IndexError, match="out of bounds"):
         tj.jit(f, device="cuda")(x, np.array([0, 9, 0, 0]))
+
+
+def test_w7_row_gather_is_one_loop_nest():
+    """Cross-entropy with integer labels (W7) fuses like W3 with one-hot labels: one kernel;
+    the only steps are the labels' bounds check and a free reshape of them."""
+    from benchmarks.workloads import WORKLOADS, tracejit_loss
+    from benchmarks.workloads_index import data_w7
+    wl = WORKLOADS["W7"]
+    f, argnums = tracejit_loss(wl)
+    args = wl.ordered(data_w7(16, 10))
+    plan = tj.make_plan(tj.value_and_grad(f, argnums=argnums))(*args)
+    assert len(plan.kernels) == 1, plan.describe()
+    assert [s.eqn.prim.name for s in plan.steps] == ["index_check", "reshape"]
+    value, grad = tj.value_and_grad(f, argnums=argnums)(*args)
+    ref_value, (ref_grad,) = wl.numpy(*args)
+    assert_same(value, np.asarray(ref_value, np.float32), rtol=1e-5)
+    assert_same(grad, ref_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_w8_gradient_same_bits_across_thread_counts():
+    """W8 (embedding bag, repeated indices): grad E bit-identical with 1, 2 and all threads."""
+    import numba
+
+    from benchmarks.workloads import WORKLOADS, tracejit_loss
+    from benchmarks.workloads_index import data_w8
+    wl = WORKLOADS["W8"]
+    f, argnums = tracejit_loss(wl)
+    args = wl.ordered(data_w8(512, vocab=300))  # ~34 repeats per row of E
+    g = tj.jit_grad(f, argnums=argnums)
+    out = []
+    for threads in (1, 2, numba.config.NUMBA_NUM_THREADS):
+        numba.set_num_threads(threads)
+        out.append(g(*args))
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert all(np.array_equal(o[1], out[0][1]) and o[0] == out[0][0] for o in out)
+    ref_value, (ref_grad,) = wl.numpy(*args)
+    assert_same(out[0][1], ref_grad, rtol=1e-3, atol=1e-4)

@@ -72,9 +72,16 @@ class Primitive:
     # a check on host copies of the inputs before a device step runs (an index bounds check
     # that raises IndexError: a GPU kernel cannot raise)
     host_check: Callable[..., Any] | None = None
-    # a fused loop reads operand 0 at computed indices (take_along): (eqn, operand
-    # expression of input k, output axis map) -> the scalar expression
+    # a fused loop reads operand 0 (in memory) at a computed index (take, take_along):
+    # (eqn, operand 0's name, index_at, output index names) -> the scalar expression, where
+    # index_at(axis map) is operand 1's expression placed on those loop axes
     load: Callable[..., str] | None = None
+    # input positions that may be given any shape broadcastable to the one the rule expects
+    # (passes feed them a broadcast's source: a scatter's updates)
+    broadcasts: tuple[int, ...] = ()
+    # CPU step: the body of `def step(o, x0, x1, ...)` filling o in one serial pass (a
+    # scatter in index order), compiled with Numba instead of running `impl`
+    serial: Callable[[Any], list[str]] | None = None
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"

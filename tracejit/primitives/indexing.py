@@ -91,9 +91,15 @@ def _take_gather(e) -> list[str]:
     return [f"o[{_ix(o)}] = x0[{_ix(src)}]"]
 
 
+def _take_load(e, name: str, index_at, out_ix: list[str]) -> str:
+    a, k = e.params["axis"], e.inputs[1].aval.ndim
+    amap = [None if ix == "0" else int(ix[1:]) for ix in out_ix]
+    return f"{name}[{_ix(out_ix[:a] + [index_at(amap[a:a + k])] + out_ix[a + k:])}]"
+
+
 take_p = defprim("take", INDEX, shape=_take_shape,
                  impl=lambda x, idx, axis: np.take(x, idx, axis=axis), vjp=_take_vjp,
-                 domain=ANY, fusion=STEP, gather=_take_gather)
+                 domain=ANY, fusion=LOOP, gather=_take_gather, load=_take_load)
 
 
 # ----- scatter -----
@@ -104,13 +110,16 @@ _COMBINE = {"add": "({0} + {1})", "mul": "({0} * {1})", "min": MIN_EMIT, "max": 
 
 def _scatter_shape(x: Aval, idx: Aval, v: Aval, axis: int, mode: str) -> Aval:
     want = _take_shape(x, idx, axis).shape
-    assert v.shape == want and v.dtype == x.dtype, f"scatter: updates {v} for {want}"
+    assert v.ndim == len(want) and np.broadcast_shapes(v.shape, want) == want and \
+        v.dtype == x.dtype, f"scatter: updates {v} for {want}"
     return x
 
 
 def _scatter_impl(x, idx, v, axis, mode):
     out = np.array(x, copy=True)
-    idx, v = np.asarray(idx, np.int64), np.asarray(v, out.dtype)
+    idx = np.asarray(idx, np.int64)
+    v = np.broadcast_to(np.asarray(v, out.dtype), out.shape[:axis] + idx.shape +
+                        out.shape[axis + 1:])
     flat = idx.reshape(-1)
     vflat = v.reshape(out.shape[:axis] + (flat.size,) + out.shape[axis + 1:])
     pre = (slice(None),) * axis
@@ -172,15 +181,42 @@ def _scatter_gather(e) -> list[str]:
     for d in range(idx.ndim):
         lines.append(f"{ind}for j{d} in range(x1.shape[{d}]):")
         ind += "    "
-    vsrc = _ix(o[:a] + js + o[a + 1:])
+    v = e.inputs[2].aval
+    vsrc = _ix("0" if n == 1 else i for n, i in zip(v.shape, o[:a] + js + o[a + 1:]))
     lines += [f"{ind}if x1[{_ix(js)}] == i{a}:",
               f"{ind}    acc = {_COMBINE[mode].format('acc', f'x2[{vsrc}]')}",
               f"o[{_ix(o)}] = acc"]
     return lines
 
 
+def _scatter_serial(e) -> list[str]:
+    """CPU: copy x, then apply the updates in the C order of the indices (one pass)."""
+    x, idx, v = (a.aval for a in e.inputs)
+    a, mode = e.params["axis"], e.params["mode"]
+    pre = [f"p{d}" for d in range(a)]
+    post = [f"q{d}" for d in range(a + 1, x.ndim)]
+    js = [f"j{d}" for d in range(idx.ndim)]
+    lines, ind = ["o[:] = x0"] + (["t = x1.item()"] if not js else []), ""
+    for d, name in enumerate(pre):
+        lines.append(f"{ind}for {name} in range(x0.shape[{d}]):")
+        ind += "    "
+    for d, name in enumerate(js):
+        lines.append(f"{ind}for {name} in range(x1.shape[{d}]):")
+        ind += "    "
+    if js:
+        lines.append(f"{ind}t = x1[{_ix(js)}]")
+    for d, name in enumerate(post):
+        lines.append(f"{ind}for {name} in range(x0.shape[{a + 1 + d}]):")
+        ind += "    "
+    vix = [("0" if n == 1 else i) for n, i in zip(v.shape, pre + js + post)]
+    dst = f"o[{_ix(pre + ['t'] + post)}]"
+    lines.append(f"{ind}{dst} = {_COMBINE[mode].format(dst, f'x2[{_ix(vix)}]')}")
+    return lines
+
+
 scatter_p = defprim("scatter", INDEX, shape=_scatter_shape, impl=_scatter_impl,
-                    vjp=_scatter_vjp, domain=ANY, fusion=STEP, gather=_scatter_gather)
+                    vjp=_scatter_vjp, domain=ANY, fusion=STEP, gather=_scatter_gather,
+                    broadcasts=(2,), serial=_scatter_serial)
 
 
 # ----- take_along (np.take_along_axis) -----
@@ -222,12 +258,13 @@ def _along_gather(e) -> list[str]:
     return [f"o[{_ix(o)}] = x0[{_ix(_along_src(e, j, o))}]"]
 
 
-def _along_load(e, name: str, idx_expr: str, out_ix: list[str]) -> str:
+def _along_load(e, name: str, index_at, out_ix: list[str]) -> str:
     """In a loop nest: operand 0 (read from memory as `name`) at the loaded index."""
-    return f"{name}[{_ix(_along_src(e, idx_expr, out_ix))}]"
+    amap = [None if ix == "0" else int(ix[1:]) for ix in out_ix]
+    return f"{name}[{_ix(_along_src(e, index_at(amap), out_ix))}]"
 
 
 take_along_p = defprim("take_along", INDEX, shape=_along_shape,
                        impl=lambda x, idx, axis: np.take_along_axis(x, idx, axis=axis),
-                       vjp=_along_vjp, domain=ANY, fusion=STEP, gather=_along_gather,
+                       vjp=_along_vjp, domain=ANY, fusion=LOOP, gather=_along_gather,
                        load=_along_load)
