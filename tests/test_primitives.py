@@ -93,6 +93,8 @@ INDEX_CASES = {
                    ([((1, 4), C), ("idx", _I([[1, 2], [0, 0], [3, 3]]))], dict(axis=1))],
     "scatter": [(specs, dict(params, mode=m)) for specs, params in _SCATTER
                 for m in ("set", "add", "mul", "min", "max")],
+    "argsort": [([((5,), C)], dict(axis=0)), ([((3, 4), TRANSPOSED)], dict(axis=1)),
+                ([((4, 3), STRIDED)], dict(axis=0)), ([((0, 3), C)], dict(axis=1))],
     "index_check": [([("idx", _I([-1, 0, 2, -3]))], dict(size=3, axis=0)),
                     ([("idx", _I([[4], [-5]]))], dict(size=5, axis=1))],
 }
@@ -313,7 +315,8 @@ COMPOSITE_DOMAINS = {"square": ANY, "reciprocal": NONZERO, "positive": ANY, "isn
                      "isfinite": ANY, "isinf": ANY, "logical_and": ANY, "logical_or": ANY,
                      "logical_xor": ANY, "logical_not": ANY, "exp2": ANY, "log2": POSITIVE,
                      "log10": POSITIVE, "power": POSITIVE, "floor_divide": NONZERO,
-                     "remainder": NONZERO, "matmul": ANY}
+                     "remainder": NONZERO, "matmul": ANY, "fmax": ANY, "fmin": ANY,
+                     "logaddexp": ANY, "logaddexp2": ANY, "heaviside": ANY}
 
 
 def ufunc_domain(ufunc, fn):

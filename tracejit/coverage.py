@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import types
 
 import numpy as np
 
@@ -27,9 +28,13 @@ def table() -> list[tuple[str, str, str]]:
     """(name, group, implementation) for every function of tracejit.numpy; implementation is
     'primitive <name>' for a wrapper of one primitive, 'composite' otherwise."""
     rows = []
-    for name, fn in sorted(tnp.NAMESPACE.items()):
-        if name == "wrap":
-            continue  # the wrapper factory of reductions, not a NumPy function
+    items = []
+    for name, fn in tnp.NAMESPACE.items():
+        if isinstance(fn, types.SimpleNamespace):  # tnp.linalg.norm
+            items += [(f"{name}.{k}", f) for k, f in vars(fn).items()]
+        elif name != "wrap":  # (the wrapper factory of reductions, not a NumPy function)
+            items.append((name, fn))
+    for name, fn in sorted(items):
         prim = getattr(fn, "primitive", None)
         how = f"primitive {prim.name}" if prim is not None else "composite"
         rows.append((name, fn.__module__.rsplit(".", 1)[-1], how))

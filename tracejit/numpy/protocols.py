@@ -8,6 +8,7 @@ operators, array methods).
 from __future__ import annotations
 
 import builtins
+import types
 
 import numpy as np
 
@@ -29,14 +30,21 @@ def dispatch_tables(namespace: dict) -> tuple[dict, dict]:
     """({np ufunc: function}, {np function: function}) for the namespace's NumPy names."""
     ufuncs, functions = {}, {}
     for name, fn in namespace.items():
+        if isinstance(fn, types.SimpleNamespace):  # a submodule: tnp.linalg -> np.linalg
+            sub = getattr(np, name, None)
+            functions.update((getattr(sub, k), f) for k, f in vars(fn).items()
+                             if callable(getattr(sub, k, None)))
+            continue
         target = getattr(np, name, None)
         if callable(target):
             (ufuncs if isinstance(target, np.ufunc) else functions)[target] = fn
     return ufuncs, functions
 
 
-def install(namespace: dict) -> None:
-    """Route NumPy's protocols and Python's operators on tracers to `namespace`."""
+def install(namespace: dict, by_name: tuple = ()) -> None:
+    """Route NumPy's protocols and Python's operators on tracers to `namespace`; ufuncs of
+    other libraries named in `by_name` (scipy.special.expit) go to the function of that
+    name."""
     ufuncs, functions = dispatch_tables(namespace)
 
     def apply_ufunc(self, ufunc, method, *inputs, **kwargs):
@@ -49,6 +57,8 @@ def install(namespace: dict) -> None:
             return namespace[_REDUCE_OF[ufunc]](inputs[0], axis=kwargs.get("axis", 0),
                                                 keepdims=kwargs.get("keepdims", False))
         fn = ufuncs.get(ufunc)
+        if fn is None and ufunc.__name__ in by_name:
+            fn = namespace[ufunc.__name__]
         if fn is None or method != "__call__" or builtins.any(
                 k not in ("dtype", "casting") for k in kwargs):
             name = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")

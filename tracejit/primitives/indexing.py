@@ -268,3 +268,24 @@ take_along_p = defprim("take_along", INDEX, shape=_along_shape,
                        impl=lambda x, idx, axis: np.take_along_axis(x, idx, axis=axis),
                        vjp=_along_vjp, domain=ANY, fusion=LOOP, gather=_along_gather,
                        load=_along_load)
+
+
+# ----- argsort (np.argsort, stable; NaNs last as in NumPy); sort is take_along(x, argsort) --
+def _argsort_gather(e) -> list[str]:
+    """GPU: the thread of output position p finds the element of stable rank p (O(n^2) per
+    row; sorting networks are a TODO)."""
+    a, nd = e.params["axis"], e.inputs[0].aval.ndim
+    o = [f"i{d}" for d in range(nd)]
+
+    def at(j):
+        return _ix(j if d == a else o[d] for d in range(nd))
+    return [f"for j in range(x0.shape[{a}]):", f"    xj = x0[{at('j')}]", "    r = 0",
+            f"    for k in range(x0.shape[{a}]):", f"        xk = x0[{at('k')}]",
+            "        if (xk < xj or (xj != xj and xk == xk)) or (k < j and (xk == xj or "
+            "(xk != xk and xj != xj))):", "            r += 1",
+            f"    if r == i{a}:", f"        o[{_ix(o)}] = j"]
+
+
+argsort_p = defprim("argsort", INDEX, shape=lambda x, axis: Aval(x.shape, _I64),
+                    impl=lambda x, axis: np.argsort(x, axis=axis, kind="stable"),
+                    fusion=STEP, gather=_argsort_gather)
