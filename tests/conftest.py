@@ -2,10 +2,28 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# the suite's kernels go to a temporary cache, not the user's (~/.cache/tracejit), unless the
+# caller chose one; set before tracejit is imported (config reads it once), and inherited by
+# the tests' subprocesses
+if not os.environ.get("TRACEJIT_CACHE_DIR"):
+    SESSION_CACHE = os.environ["TRACEJIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="tracejit-tests-")
+else:
+    SESSION_CACHE = None
+
+
+def pytest_unconfigure(config):
+    if SESSION_CACHE is not None:
+        cache = sys.modules.get("tracejit.backends.kernel_cache")
+        if cache is not None:
+            cache.wait_compiled()  # background compiles write into the folder
+        shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 def _has_cuda_gpu() -> bool:

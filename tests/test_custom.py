@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 import pytest
 
 import tracejit as tj
+from helpers import line_of
 from tracejit import passes
 from tracejit.gradcheck import GradientCheckError
+
+HERE = os.path.abspath(__file__)
 
 
 @tj.custom_vjp
@@ -104,13 +108,62 @@ def test_check_grads_names_argument_and_mismatch():
     assert isinstance(info.value, AssertionError) and isinstance(info.value, tj.TracejitError)
 
 
-def test_custom_vjp_cotangent_broadcasts_and_shape_errors_name_bwd():
+def _sum_cotangent_bwd(x, g):
+    return (np.sum(g * x),)  # MARK-scalar-cotangent
+
+
+def test_custom_vjp_cotangent_shape_is_checked_not_broadcast():
+    # JAX rejects this rule; broadcasting it gave the gradient [3, 3, 3]
     @tj.custom_vjp
     def f(x):
         return x * 2
 
-    f.defvjp(lambda x: (x * 2, x), lambda x, g: (np.sum(g * x),))  # a scalar: broadcast
-    np.testing.assert_allclose(tj.grad(lambda x: np.sum(f(x)))(np.ones(3)), [3.0, 3.0, 3.0])
-    f.defvjp(lambda x: (x * 2, x), lambda x, g: (np.ones(7),))
-    with pytest.raises(tj.GradientError, match=r"shape \(7,\).*shape \(3,\)"):
+    f.defvjp(lambda x: (x * 2, x), _sum_cotangent_bwd)
+    with pytest.raises(tj.GradientError) as e:
         tj.grad(lambda x: np.sum(f(x)))(np.ones(3))
+    msg = str(e.value)
+    assert msg.startswith("custom_vjp(f): the cotangent that bwd rule _sum_cotangent_bwd "
+                          "returned for argument 0 (x) has shape (), but the argument has "
+                          "shape (3,)."), msg
+    assert f'File "{HERE}", line {line_of(HERE, "# MARK-scalar-cotangent")}' in msg, msg
+    assert "Fix: " in msg and "np.broadcast_to" in msg
+    f.defvjp(lambda x: (x * 2, x), lambda x, g: (np.ones(7),))
+    with pytest.raises(tj.GradientError, match=r"shape \(7,\), but the argument has shape "
+                                               r"\(3,\)"):
+        tj.grad(lambda x: np.sum(f(x)))(np.ones(3))
+
+
+def test_custom_vjp_cotangent_dtype_is_checked():
+    @tj.custom_vjp
+    def f(x):
+        return x
+
+    f.defvjp(lambda x: (x, None), lambda res, g: (g.astype(np.float64),))
+    with pytest.raises(tj.GradientError, match=r"argument 0 \(x\) has dtype float64, but the "
+                                               r"argument has dtype float32"):
+        tj.grad(lambda x: np.sum(f(x)))(np.ones(3, np.float32))
+    f.defvjp(lambda x: (x, None), lambda res, g: (2.0 * g,))  # weak scalars keep float32
+    assert tj.grad(lambda x: np.sum(f(x)))(np.ones(3, np.float32)).dtype == np.float32
+
+
+def test_custom_vjp_cotangent_errors_name_the_leaf_of_a_container():
+    @tj.custom_vjp
+    def f(p):
+        return p["w"] * p["b"]
+
+    f.defvjp(lambda p: (f(p), p), lambda p, g: ({"b": np.sum(g * p["w"]), "w": g},))
+    params = {"w": np.ones(3), "b": np.ones(3)}
+    with pytest.raises(tj.GradientError, match=r"argument 0 \(p\['b'\]\) has shape \(\)"):
+        tj.grad(lambda p: np.sum(f(p)))(params)
+
+
+def test_custom_vjp_scalar_argument_takes_a_python_scalar_cotangent(backend):
+    @tj.custom_vjp
+    def scale(x, s):
+        return x * s
+
+    scale.defvjp(lambda x, s: (x * s, (x, s)), lambda res, g: (g * res[1], 1.0))
+    gx, gs = tj.grad(lambda x, s: np.sum(scale(x, s)), argnums=(0, 1),
+                     backend=backend)(np.ones(3), 2.0)
+    np.testing.assert_allclose(gx, [2.0, 2.0, 2.0])
+    assert gs == 1.0

@@ -2,6 +2,7 @@
 what went wrong, where in the user's code (this file and the offending line), and a Fix."""
 from __future__ import annotations
 
+import math
 import os
 import traceback
 
@@ -10,6 +11,7 @@ import pytest
 
 import tracejit as tj
 from helpers import line_of
+from tracejit.errors import DeviceError
 
 HERE = os.path.abspath(__file__)
 
@@ -96,18 +98,97 @@ def _asarray_on_tracer(x):
     return np.sum(np.asarray(x))  # MARK-asarray
 
 
-@pytest.mark.parametrize("fn,marker", [
-    (_if_on_tracer, "# MARK-if"), (_bool_on_tracer, "# MARK-bool"),
-    (_float_on_tracer, "# MARK-float"), (_int_on_tracer, "# MARK-int"),
-    (_while_on_tracer, "# MARK-while"), (_and_on_tracer, "# MARK-and"),
-    (_asarray_on_tracer, "# MARK-asarray")], ids=lambda v: getattr(v, "__name__", ""))
+def _item_on_tracer(x):
+    return np.sum(x) * x[0].item()  # MARK-item
+
+
+def _array_of_tracers(x):
+    return np.sum(np.array([x[0], x[1]]))  # MARK-array-list
+
+
+def _range_on_tracer(x):
+    return sum(x[i] for i in range(x[0]))  # MARK-range-traced
+
+
+def _math_on_tracer(x):
+    return np.sum(x) * math.exp(x[0])  # MARK-math
+
+
+# each way of asking a tracer for a concrete value gets its own fix
+@pytest.mark.parametrize("fn,marker,fix", [
+    (_if_on_tracer, "# MARK-if", "tnp.where"), (_bool_on_tracer, "# MARK-bool", "tnp.where"),
+    (_while_on_tracer, "# MARK-while", "tnp.where"), (_and_on_tracer, "# MARK-and", "tnp.where"),
+    (_float_on_tracer, "# MARK-float", "keep it an array"),
+    (_item_on_tracer, "# MARK-item", "keep it an array"),
+    (_int_on_tracer, "# MARK-int", "static argument"),
+    (_range_on_tracer, "# MARK-range-traced", "range(x.shape[0])"),
+    (_math_on_tracer, "# MARK-math", "use np.exp(...)"),
+    (_asarray_on_tracer, "# MARK-asarray", "np.stack"),
+    (_array_of_tracers, "# MARK-array-list", "np.stack")],
+    ids=lambda v: getattr(v, "__name__", ""))
 @pytest.mark.parametrize("transform", ["grad", "jit", "value_and_grad"])
-def test_concrete_value_of_tracer(fn, marker, transform, backend):
+def test_concrete_value_of_tracer(fn, marker, fix, transform, backend):
     f = getattr(tj, transform)(fn, backend=backend)
     with pytest.raises(tj.TracerBoolError) as e:
         f(np.array([1.0, 2.0]))
     msg = assert_user_error(e, tj.TracerBoolError, TypeError, marker, "traced value")
-    assert "where" in msg  # points to tnp.where / np.where
+    fix_line = next(ln for ln in msg.splitlines() if ln.startswith("Fix: "))
+    assert fix in fix_line, msg
+    if fn not in (_if_on_tracer, _bool_on_tracer, _while_on_tracer, _and_on_tracer):
+        assert "where(" not in fix_line, msg  # not the branch-on-data hint
+
+
+def test_math_function_on_tracer_is_named():
+    with pytest.raises(tj.TracerBoolError) as e:
+        tj.jit(_math_on_tracer)(np.ones(2))
+    assert str(e.value).startswith("math.exp() was given a traced value")
+
+
+def test_library_function_converting_a_tracer_is_named():
+    special = pytest.importorskip("scipy.special")
+
+    def f(x):
+        return special.logsumexp(x)  # MARK-scipy-logsumexp
+    with pytest.raises(tj.UnsupportedError) as e:
+        tj.grad(f)(np.ones(3))
+    msg = assert_user_error(e, tj.UnsupportedError, NotImplementedError,
+                            "# MARK-scipy-logsumexp", "tnp.logsumexp")
+    assert msg.startswith("scipy.special.logsumexp is not supported"), msg
+
+
+def test_scipy_ufuncs_named_and_expit_traced():
+    special = pytest.importorskip("scipy.special")
+    x = np.array([-1.0, 0.5, 2.0])
+    g = tj.grad(lambda x: np.sum(special.expit(x) ** 2))(x)
+    s = 1 / (1 + np.exp(-x))
+    np.testing.assert_allclose(g, 2 * s * s * (1 - s))
+
+    def f(x):
+        return np.sum(special.gammaln(x))  # MARK-scipy-gammaln
+    with pytest.raises(tj.UnsupportedError) as e:
+        tj.grad(f)(x)
+    msg = assert_user_error(e, tj.UnsupportedError, NotImplementedError,
+                            "# MARK-scipy-gammaln")
+    assert msg.startswith("scipy.special.gammaln is not supported"), msg
+
+
+def _assign_into_tracer(x):
+    x[0] = 1.0  # MARK-setitem
+    return np.sum(x)
+
+
+def test_assignment_into_tracer_is_functional():
+    """x[0] = 1.0 on a tracer updates the traced value (issue 11), never the caller's array."""
+    x = np.ones(2)
+    np.testing.assert_allclose(tj.grad(_assign_into_tracer)(x), [0.0, 1.0])
+    np.testing.assert_allclose(x, [1.0, 1.0])
+
+
+def test_copy_of_tracer_works(backend):
+    f = tj.value_and_grad(lambda x: np.sum(x.copy() * np.copy(x)), backend=backend)
+    value, g = f(np.array([1.0, 2.0]))
+    assert value == 5.0
+    np.testing.assert_allclose(g, [2.0, 4.0])
 
 
 def test_concrete_error_traceback_is_trimmed():
@@ -307,3 +388,55 @@ def test_escaped_tracer():
         tj.jit(lambda y: y + leaked[0])(np.ones(2))  # MARK-escaped
     assert "escaped" in str(e.value)
     assert f"line {line_of(HERE, '# MARK-escaped')}" in str(e.value)
+
+
+# ----- options and arguments -----
+def test_unknown_backend_name():
+    with pytest.raises(DeviceError) as e:
+        tj.jit(lambda x: x, backend="numbaa")  # MARK-backend-typo
+    msg = assert_user_error(e, DeviceError, RuntimeError, "# MARK-backend-typo",
+                            "'numbaa'", "did you mean backend='numba'")
+    assert "KeyError" not in msg
+
+
+def test_unknown_backend_name_in_get_backend():
+    from tracejit.backends import get_backend
+    with pytest.raises(tj.TracejitError, match="'numbaa' is not a tracejit backend"):
+        get_backend("numbaa")
+
+
+def test_none_in_argnums():
+    with pytest.raises(tj.ArgnumsError) as e:
+        tj.grad(lambda x, y: np.sum(x), argnums=1)(np.ones(2), None)  # MARK-none-argnums
+    assert_user_error(e, tj.ArgnumsError, ValueError, "# MARK-none-argnums", "is None",
+                      "leave it out of argnums")
+
+
+def _forgot_return(x):
+    np.sum(x * x)  # MARK-no-return
+
+
+def test_loss_returned_none():
+    with pytest.raises(tj.GradientError) as e:
+        tj.grad(_forgot_return)(np.ones(2))  # MARK-none-loss
+    assert_user_error(e, tj.GradientError, TypeError, "# MARK-none-loss", "returned None",
+                      "`return`")
+
+
+def _list_as_array(x, ys):
+    return np.sum(x * ys)  # MARK-list-as-array
+
+
+def test_list_of_numbers_used_as_an_array(backend):
+    with pytest.raises(tj.TracerBoolError) as e:
+        tj.grad(_list_as_array, backend=backend)(np.ones(2), [1.0, 2.0])
+    assert_user_error(e, tj.TracerBoolError, TypeError, "# MARK-list-as-array",
+                      "list or tuple of traced values", "np.asarray([...])")
+
+
+def test_unhashable_static_argument():
+    f = tj.jit(lambda x, n: x * len(n), static_argnums=1)
+    with pytest.raises(tj.ArgumentError) as e:
+        f(np.ones(2), [1, 2])  # MARK-unhashable-static
+    assert_user_error(e, tj.ArgumentError, TypeError, "# MARK-unhashable-static",
+                      "static argument 1 (a list)", "tuple")

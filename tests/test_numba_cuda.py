@@ -219,6 +219,34 @@ def test_random_program_cuda(prog_spec):
     check_program(prog_spec, "cuda")
 
 
+def test_size1_max_after_row_max():
+    """The random-program regression (test_random_programs.test_compile_failure_regression) on
+    the device: a max over a size-1 axis of a row value is a copy, not a row reduction."""
+    def f(v0):
+        e = lambda v: np.exp(np.tanh(v))  # noqa: E731
+        v5 = np.max(v0, axis=0, keepdims=True)
+        return np.sum(v0 + v0) + np.sum(e(v0)) + np.sum(np.max(e(v5), axis=0, keepdims=True))
+    x = np.random.default_rng(0).uniform(-1.5, 1.5, (2, 2, 1))
+    got = tj.value_and_grad(f, device=CUDA)(x)
+    want = tj.value_and_grad(f, backend="interpreter")(x)
+    assert_close(got, want, np.float64)
+
+
+def test_float32_sums_carry_float64_partials():
+    """A thread's partial over its grid-stride loop, the block tree and the block partials
+    of a float32 sum are float64: the total is within 1 ulp of the float64 sum (float32
+    partials were 100s of ulps off on 0.1 repeated); row sums likewise."""
+    n = 24_000 if SIM else 10_000_000
+    x = np.full(n, 0.1, np.float32)
+    rows = x.reshape(4, -1)
+    got = tj.jit(lambda x: np.sum(x), device=CUDA)(x)
+    got_rows = tj.jit(lambda r: np.sum(r, axis=1), device=CUDA)(rows)
+    assert got.dtype == got_rows.dtype == np.float32
+    for g, want in ((got, np.sum(x.astype(np.float64))),
+                    (got_rows, np.sum(rows.astype(np.float64), axis=1))):
+        assert np.all(np.abs(g - want) <= np.spacing(np.float32(want)))
+
+
 # the benchmark workloads' losses, defined once in benchmarks/workloads.py
 w1, w2, w3, w4 = (tracejit_loss(BENCHMARKS[f"W{i}"])[0] for i in range(1, 5))
 

@@ -234,3 +234,29 @@ def test_stop_gradient_node_is_held_constant_by_the_oracle():
     held = build(ops, "sum", frozen)
     held(x)
     tj.check_grads(held, (x,), grads=(g,))
+
+
+def test_compile_failure_regression():
+    """A program the random tests missed: a row max over a size-1 axis after a max whose
+    operand is a broadcast of an earlier max ("Variable 'v9' is not defined")."""
+    def f(v0, v1, v2):
+        def e(v):
+            return np.exp(np.tanh(v))
+        v3 = v0 + v0
+        v4 = v0 + v0
+        v6 = v0 + v0
+        v7 = v0 + v0
+        v5 = np.max(v0, axis=0, keepdims=True)
+        v10 = np.max(e(v5), axis=0, keepdims=True)
+        return (np.sum(v3) + np.sum(v4) + np.sum(v6) + np.sum(v7)
+                + np.sum(e(v0)) + np.sum(v10))
+
+    r = np.random.default_rng(0)
+    for dtype in (np.float64, np.float32):
+        args = [r.uniform(-1.5, 1.5, size=s).astype(dtype)
+                for s in [(2, 2, 1), (1, 1, 1), (1, 1, 1)]]
+        v, (g,) = tj.jit_grad(argnums=(0,))(f)(*args)
+        want_v, (want_g,) = tj.value_and_grad(f, argnums=(0,), backend="interpreter")(*args)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(v, want_v, rtol=tol)
+        np.testing.assert_allclose(g, want_g, rtol=tol, atol=tol)

@@ -24,13 +24,20 @@ def _decorator(mode: str, fn: Callable | None, options: dict):
     return Transformed(fn, mode=mode, **options)
 
 
-def jit(fn: Callable | None = None, *, static_argnums=(), backend: str | None = None,
-        device: str = "cpu", reuse_buffers: bool = False):
+def jit(fn: Callable | None = None, *, static_argnums=(), static_argnames=(),
+        backend: str | None = None, device: str = "cpu", reuse_buffers: bool = False):
     """Compile `fn` (forward only) into fused kernels.
 
     Args:
         fn: a function of arrays, scalars and pytrees of them, written with NumPy calls.
-        static_argnums: positions of arguments that are Python values (part of the cache key).
+        static_argnums: int or tuple of ints: positions of arguments that are Python values
+            (a size, a flag, a mode string), passed to `fn` as they are instead of being
+            traced. Python control flow may use them (`range(n)`, `if mode == "train"`); they
+            must be hashable, and each new value compiles again (they are part of the cache
+            key). Arrays do not belong here: a changed array is not seen by the cache.
+        static_argnames: str or tuple of strs: the same for keyword arguments (as JAX). A
+            name also makes its position static, and a static position is also static when
+            passed by keyword.
         backend: "numba" (default), "interpreter" (the NumPy reference) or "cuda".
         device: "cpu" (default); "cuda" runs on the GPU (numba-cuda): NumPy inputs are
             copied in and results copied out, device arrays (`__cuda_array_interface__`)
@@ -46,14 +53,19 @@ def jit(fn: Callable | None = None, *, static_argnums=(), backend: str | None = 
         >>> f = tj.jit(lambda x: np.tanh(x) * 2)
         >>> f(np.zeros(3))
         array([0., 0., 0.])
+        >>> head = tj.jit(lambda x, n: x[:n], static_argnames="n")
+        >>> head(np.arange(5.0), n=2)     # a new n compiles again
+        array([0., 1.])
     """
-    return _decorator("jit", fn, dict(static_argnums=static_argnums, backend=backend,
+    return _decorator("jit", fn, dict(static_argnums=static_argnums,
+                                      static_argnames=static_argnames, backend=backend,
                                       device=device, reuse_buffers=reuse_buffers))
 
 
 def value_and_grad(fn: Callable | None = None, *, argnums=0, has_aux: bool = False,
-                   unconnected: str = "zero", static_argnums=(), backend: str | None = None,
-                   device: str = "cpu", reuse_buffers: bool = False):
+                   unconnected: str = "zero", static_argnums=(), static_argnames=(),
+                   backend: str | None = None, device: str = "cpu",
+                   reuse_buffers: bool = False):
     """Compile a function returning `(value, gradient)` of the scalar loss `fn`.
 
     Args:
@@ -62,7 +74,8 @@ def value_and_grad(fn: Callable | None = None, *, argnums=0, has_aux: bool = Fal
         has_aux: `fn` returns `(loss, aux)`; the result is then `((loss, aux), grads)`.
         unconnected: "zero" (default): inputs no gradient reaches get zeros; "none": None
             (like TensorFlow's UnconnectedGradients.NONE).
-        static_argnums, backend, device, reuse_buffers: as in `jit`.
+        static_argnums, static_argnames, backend, device, reuse_buffers: as in `jit`
+            (a static argument cannot be in argnums).
 
     Returns:
         A function returning `(value, grads)`, or `((value, aux), grads)`.
@@ -74,8 +87,8 @@ def value_and_grad(fn: Callable | None = None, *, argnums=0, has_aux: bool = Fal
     """
     return _decorator("value_and_grad", fn, dict(
         argnums=argnums, has_aux=has_aux, unconnected=unconnected,
-        static_argnums=static_argnums, backend=backend, device=device,
-        reuse_buffers=reuse_buffers))
+        static_argnums=static_argnums, static_argnames=static_argnames, backend=backend,
+        device=device, reuse_buffers=reuse_buffers))
 
 
 def jit_grad(fn: Callable | None = None, **options):
@@ -91,8 +104,8 @@ def jit_grad(fn: Callable | None = None, **options):
 
 
 def grad(fn: Callable | None = None, *, argnums=0, has_aux: bool = False,
-         unconnected: str = "zero", static_argnums=(), backend: str | None = None,
-         device: str = "cpu", reuse_buffers: bool = False):
+         unconnected: str = "zero", static_argnums=(), static_argnames=(),
+         backend: str | None = None, device: str = "cpu", reuse_buffers: bool = False):
     """Compile the gradient of the scalar function `fn` (with has_aux: `(grads, aux)`).
 
     Same options as `value_and_grad`. Nested use (`grad(grad(f))`) differentiates the
@@ -104,8 +117,8 @@ def grad(fn: Callable | None = None, *, argnums=0, has_aux: bool = False,
     """
     return _decorator("grad", fn, dict(
         argnums=argnums, has_aux=has_aux, unconnected=unconnected,
-        static_argnums=static_argnums, backend=backend, device=device,
-        reuse_buffers=reuse_buffers))
+        static_argnums=static_argnums, static_argnames=static_argnames, backend=backend,
+        device=device, reuse_buffers=reuse_buffers))
 
 
 def wait_compiled() -> None:
@@ -121,7 +134,7 @@ def wait_compiled() -> None:
         backend.wait_compiled()
 
 
-def make_ir(fn: Callable, *, static_argnums=()):
+def make_ir(fn: Callable, *, static_argnums=(), static_argnames=()):
     """Return a function that traces `fn` on the given arguments and returns its Graph.
 
     `make_ir(f)(x)` is the forward IR; `make_ir(tj.grad(f))(x)` the joint forward+backward IR
@@ -135,12 +148,12 @@ def make_ir(fn: Callable, *, static_argnums=()):
             d:f32[] = reshape[shape=()] c
           in ( d ) }
     """
-    static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
-    t = Transformed(fn, mode="jit", static_argnums=static, backend="interpreter")
+    t = Transformed(fn, mode="jit", static_argnums=static_argnums,
+                    static_argnames=static_argnames, backend="interpreter")
 
     def traced(*args, **kwargs) -> Graph:
-        leaves, treedef = pytree.flatten((t._dynamic(args), kwargs))
-        graph, _, _ = t._trace(args, leaves, treedef)
+        leaves, treedef = pytree.flatten(t._split(args, kwargs)[:2])
+        graph, _, _ = t._trace(args, kwargs, leaves, treedef)
         return passes.dce(graph)
     return traced
 

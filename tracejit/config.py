@@ -8,4 +8,6 @@ DEBUG = int(os.environ.get("TRACEJIT_DEBUG", "0") or 0)
 CACHE_DIR = os.environ.get("TRACEJIT_CACHE_DIR") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
     "tracejit")
+# the kernel cache's size cap: writing a new kernel evicts the least recently used ones above it
+CACHE_MAX_MB = float(os.environ.get("TRACEJIT_CACHE_MAX_MB") or 1024)
 DEFAULT_BACKEND = os.environ.get("TRACEJIT_BACKEND", "numba")

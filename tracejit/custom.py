@@ -20,12 +20,13 @@ see it. Called on concrete arrays (outside any transformation), the function jus
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from . import pytree
+from . import errors, pytree, randomness
 from .errors import GradientError, UnsupportedError, user_error
 from .ir import Graph, Literal, eval_graph
 from .primitives import defprim
@@ -66,8 +67,14 @@ def _call_vjp(g, out, *arrays, body: CallBody):
     args = body.args(arrays)
     diff_args = [a for i, a in enumerate(args) if i not in fn.nondiff_argnums]
     static = [args[i] for i in fn.nondiff_argnums]
-    _, residuals = _check_fwd(fn, fn.fwd(*args))
-    cts = fn.bwd(*static, residuals, g)
+    # equations of fwd and bwd carry their own lines (not the call's): errors point there
+    prev = errors.replaying(None)
+    try:
+        with randomness.watch(fn.fwd, fn.bwd):
+            _, residuals = _check_fwd(fn, fn.fwd(*args))
+            cts = fn.bwd(*static, residuals, g)
+    finally:
+        errors.replaying(prev)
     if not isinstance(cts, (tuple, list)) or len(cts) != len(diff_args):
         raise user_error(GradientError, f"custom_vjp({fn.__name__}): bwd must return a tuple "
                          f"with one cotangent per differentiable argument ({len(diff_args)}), "
@@ -81,9 +88,10 @@ def _call_vjp(g, out, *arrays, body: CallBody):
     for i, (arg, ct) in enumerate(zip(args, full)):
         leaves, tree = pytree.flatten(arg)
         ct_leaves = [None] * len(leaves) if ct is None else _flat_like(fn, i, ct, tree)
-        for leaf, c in zip(leaves, ct_leaves):
+        for k, (leaf, c) in enumerate(zip(leaves, ct_leaves)):
             if _is_array(leaf):
-                out_cts.append(_as_cotangent(fn, i, c, leaf, g))
+                label = _arg_label(fn, i, tree, k)
+                out_cts.append(_as_cotangent(fn, label, c, leaf, g))
     return tuple(out_cts)
 
 
@@ -116,26 +124,59 @@ def _flat_like(fn: CustomVJP, i: int, ct: Any, tree) -> list:
     return leaves
 
 
-def _as_cotangent(fn: CustomVJP, i: int, ct: Any, primal: Any, g: Tracer):
-    """A cotangent as a tracer of the primal's dtype (None stays None: no gradient)."""
+def _arg_label(fn: CustomVJP, i: int, tree, k: int) -> str:
+    """'argument 0 (x)', or 'argument 1 (params['W'])' for a leaf of a container."""
+    try:
+        name = list(inspect.signature(fn.fn).parameters)[i]
+    except (TypeError, ValueError, IndexError):
+        name = f"arg{i}"
+    return f"argument {i} ({name}{_leaf_path(tree, k)})"
+
+
+def _leaf_path(tree, k: int) -> str:
+    """The index path of leaf k in a treedef: '', "['W']", '[1][0]'."""
+    if tree == pytree.LEAF:
+        return ""
+    keys = tree[1] if tree[0] == "dict" else range(len(tree[1]))
+    for key, child in zip(keys, tree[-1]):
+        n = pytree.num_leaves(child)
+        if k < n:
+            return f"[{key!r}]" + _leaf_path(child, k)
+        k -= n
+    return ""
+
+
+def _as_cotangent(fn: CustomVJP, label: str, ct: Any, primal: Any, g: Tracer):
+    """A cotangent as a tracer, checked against its argument: the same shape and dtype (a
+    Python scalar takes the argument's dtype), as JAX checks. None stays None."""
     if ct is None or not np.issubdtype(primal.dtype, np.inexact):
         return None
-    shape = np.shape(ct) if not isinstance(ct, Tracer) else ct.shape
-    try:
-        ok = tuple(np.broadcast_shapes(shape, primal.shape)) == tuple(primal.shape)
-    except ValueError:
-        ok = False
-    if not ok:
-        raise user_error(GradientError, f"custom_vjp({fn.__name__}): bwd's cotangent for "
-                         f"argument {i} has shape {tuple(shape)}, but the argument has shape "
-                         f"{tuple(primal.shape)}.",
-                         "return a cotangent with the argument's shape (e.g. g * something "
-                         "broadcast to x.shape).", where=_where(fn.bwd))
+    weak = isinstance(ct, (bool, int, float))
+    shape = tuple(ct.shape) if isinstance(ct, Tracer) else np.shape(ct)
+    dtype = None if weak else (ct.dtype if isinstance(ct, Tracer) else np.asarray(ct).dtype)
+    problem = None
+    if shape != tuple(primal.shape):
+        problem = f"has shape {shape}, but the argument has shape {tuple(primal.shape)}"
+    elif dtype is not None and dtype != primal.dtype:
+        problem = f"has dtype {dtype}, but the argument has dtype {primal.dtype}"
+    if problem:
+        raise user_error(GradientError, f"custom_vjp({fn.__name__}): the cotangent that bwd "
+                         f"rule {getattr(fn.bwd, '__name__', 'bwd')} returned for {label} "
+                         f"{problem}.", "return one cotangent per argument with the "
+                         "argument's shape and dtype (reduce or broadcast it yourself, e.g. "
+                         "np.broadcast_to(g_x, x.shape); cast with .astype(x.dtype)).",
+                         where=_line_of(ct) or _where(fn.bwd))
     if not isinstance(ct, Tracer):
         ct = Tracer(g._trace, Literal.of(np.asarray(ct, dtype=primal.dtype)))
-    from . import numpy as tnp
-    ct = tnp.astype(ct, primal.dtype)
-    return ct if tuple(ct.shape) == tuple(primal.shape) else tnp.broadcast_to(ct, primal.shape)
+    return ct
+
+
+def _line_of(ct: Any):
+    """The user's line that computed a traced cotangent (in bwd), if it is an equation's."""
+    if isinstance(ct, Tracer):
+        return next((e.where for e in reversed(ct._trace.eqns) if e.outputs[0] is ct.atom),
+                    None)
+    return None
 
 
 def _check_fwd(fn: CustomVJP, res: Any) -> tuple:
@@ -186,7 +227,7 @@ class CustomVJP:
         body = CallBody(self, None, treedef, kept)
         graph, out_tree = trace(lambda *xs: self.fn(*body.args(xs)),
                                 [a.aval if isinstance(a, Tracer) else Literal.of(a).aval
-                                 for a in arrays])
+                                 for a in arrays], source=self.fn)
         self._check_body(graph, out_tree)
         body.graph = graph
         return custom_vjp_call_p.bind(*arrays, body=body)

@@ -10,16 +10,18 @@ function inlines its graph into the enclosing trace instead: that is how grad(gr
 """
 from __future__ import annotations
 
+import difflib
 import functools
+import inspect
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from . import captures, config, fusion, passes, pytree
+from . import captures, config, fusion, passes, pytree, randomness
 from .autodiff import vjp_graph
-from .backends import device_shape_dtype, get_backend, is_device_array, to_host
+from .backends import BACKENDS, device_shape_dtype, get_backend, is_device_array, to_host
 from .errors import (
     ArgnumsError,
     ArgumentError,
@@ -29,7 +31,7 @@ from .errors import (
     trim_traceback,
     user_error,
 )
-from .ir import Aval, Graph, Literal, Var, eval_graph
+from .ir import Aval, Eqn, Graph, Literal, Var, eval_graph
 from .primitives import is_float
 from .tracing import Tracer, trace, trace_stack
 
@@ -70,6 +72,46 @@ def _normalize_argnums(argnums, name: str) -> tuple[int, ...]:
     return nums
 
 
+def _static_args(fn: Callable, argnums, argnames, name: str) -> tuple[tuple, frozenset]:
+    """(static positions, static keyword names), each completed from the other through the
+    signature (as JAX): a static name is also static when passed positionally, and a static
+    position when passed by keyword."""
+    nums = (argnums,) if isinstance(argnums, int) else argnums
+    names = (argnames,) if isinstance(argnames, str) else argnames
+    if not isinstance(nums, (tuple, list)) or not isinstance(names, (tuple, list)) or \
+            not all(isinstance(i, int) and not isinstance(i, bool) for i in nums) or \
+            not all(isinstance(n, str) for n in names):
+        raise user_error(ArgnumsError, f"{name}: static_argnums takes ints and static_argnames "
+                         f"takes strings, got {argnums!r} and {argnames!r}.",
+                         "e.g. static_argnums=1 or static_argnames=('n', 'mode').")
+    nums, names = tuple(nums), tuple(names)
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # no signature (a builtin): take them as given
+        return nums, frozenset(names)
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY,
+                                                        p.POSITIONAL_OR_KEYWORD)]
+    by_name = {p.name: p for p in params}
+    for n in names:
+        if n not in by_name and not any(p.kind == p.VAR_KEYWORD for p in params):
+            raise user_error(ArgnumsError, f"{name}: static_argnames={n!r} names no parameter "
+                             f"of the function (it has {', '.join(by_name) or 'none'}).",
+                             "name one of its parameters.")
+        if n in positional and by_name[n].kind == by_name[n].POSITIONAL_OR_KEYWORD:
+            nums += (positional.index(n),)
+    names += tuple(positional[i] for i in nums if 0 <= i < len(positional)
+                   and by_name[positional[i]].kind == by_name[positional[i]].POSITIONAL_OR_KEYWORD)
+    return tuple(sorted(set(nums))), frozenset(names)
+
+
+def _hashable(v: Any) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
 class _Entry:
     """One compiled specialization: run it on flat leaves (and the captured arrays its
     `guard` reads, if any), rebuild the user's outputs."""
@@ -86,8 +128,9 @@ class Transformed:
     """A jitted (and possibly differentiated) function with its compile cache."""
 
     def __init__(self, fn: Callable, *, mode: str, argnums=0, has_aux: bool = False,
-                 unconnected: str = "zero", static_argnums=(), backend: str | None = None,
-                 device: str = "cpu", reuse_buffers: bool = False) -> None:
+                 unconnected: str = "zero", static_argnums=(), static_argnames=(),
+                 backend: str | None = None, device: str = "cpu",
+                 reuse_buffers: bool = False) -> None:
         functools.update_wrapper(self, fn)
         self.fn, self.mode, self.has_aux = fn, mode, has_aux
         self.name = f"tracejit.{mode}({getattr(fn, '__name__', 'fn')})"
@@ -98,8 +141,8 @@ class Transformed:
             raise ValueError(f"{self.name}: unconnected must be 'zero' or 'none', got "
                              f"{unconnected!r}.")
         self.unconnected = unconnected
-        self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) \
-            else tuple(static_argnums)
+        self.static_argnums, self.static_argnames = _static_args(
+            fn, static_argnums, static_argnames, self.name)
         self.backend, self.device = _backend_for_device(backend, device, self.name)
         self.reuse_buffers = reuse_buffers
         self._cache: dict = {}
@@ -147,8 +190,8 @@ class Transformed:
 
     def _key(self, args: tuple, kwargs: dict) -> tuple:
         """(cache key, flat leaves, treedef): the key is structure, static args, dtypes, shapes."""
-        statics = tuple(args[i] for i in self.static_argnums) if self.static_argnums else ()
-        leaves, treedef = pytree.flatten((self._dynamic(args) if statics else args, kwargs))
+        dyn_args, dyn_kwargs, statics = self._split(args, kwargs)
+        leaves, treedef = pytree.flatten((dyn_args, dyn_kwargs))
         key = (treedef, statics, tuple(
             (leaf.dtype, leaf.shape) if isinstance(leaf, np.ndarray) else
             _other_leaf_key(leaf) for leaf in leaves))
@@ -159,8 +202,25 @@ class Transformed:
         self(*args, **kwargs)
         return self._cache[self._key(args, kwargs)[0]]
 
-    def _dynamic(self, args: tuple) -> tuple:
-        return tuple(None if i in self.static_argnums else a for i, a in enumerate(args))
+    def _split(self, args: tuple, kwargs: dict) -> tuple[tuple, dict, tuple]:
+        """(dynamic args, dynamic kwargs, static values): static positions become None, static
+        keywords leave the kwargs; the static values are part of the cache key."""
+        if not self.static_argnums and not self.static_argnames:
+            return args, kwargs, ()
+        nums, names = self.static_argnums, self.static_argnames
+        dyn = tuple(None if i in nums else a for i, a in enumerate(args))
+        statics = (tuple((i, args[i]) for i in nums if i < len(args)),
+                   tuple(sorted((k, v) for k, v in kwargs.items() if k in names)))
+        try:
+            hash(statics)
+        except TypeError:
+            bad = next(f"{k if isinstance(k, int) else repr(k)} (a {type(v).__name__})"
+                       for k, v in statics[0] + statics[1] if not _hashable(v))
+            raise user_error(ArgumentError, f"{self.name}: static argument {bad} is not "
+                             "hashable; static arguments are part of the compile-cache key.",
+                             "pass a hashable value (a tuple instead of a list or array), or "
+                             "make it a dynamic argument.") from None
+        return dyn, {k: v for k, v in kwargs.items() if k not in names}, statics
 
     def _compile(self, key, args, kwargs, leaves, treedef, stale=None) -> tuple[_Entry, list]:
         """The entry for `key`, built unless another thread did (`stale`: the entry whose
@@ -177,23 +237,26 @@ class Transformed:
                 stale = entry
         raise RuntimeError(f"{self.name}: a captured value keeps changing while tracing.")
 
-    def _flat_fn(self, args, treedef):
+    def _flat_fn(self, args, kwargs, treedef):
         """The user's function as a function of flat leaves (static args put back)."""
+        static_kwargs = {k: v for k, v in kwargs.items() if k in self.static_argnames}
+
         def flat(*leaves):
-            dyn_args, kwargs = pytree.unflatten(treedef, list(leaves))
+            dyn_args, dyn_kwargs = pytree.unflatten(treedef, list(leaves))
             full = tuple(args[i] if i in self.static_argnums else a
                          for i, a in enumerate(dyn_args))
-            return self.fn(*full, **kwargs)
+            return self.fn(*full, **dyn_kwargs, **static_kwargs)
         return flat
 
-    def _trace(self, args, leaves, treedef, found: captures.Scan | None = None
+    def _trace(self, args, kwargs, leaves, treedef, found: captures.Scan | None = None
                ) -> tuple[Graph, Any, list[int]]:
         """Forward graph of the flat function, its output treedef, and the wrt leaf indices
         (the leaves' avals are left in self-free form on the graph as `graph.in_avals`)."""
         avals = [_leaf_aval(x, self.name) if not isinstance(x, Tracer) else x.aval
                  for x in leaves]
         found = found if found is not None else captures.scan(self.fn)
-        graph, out_tree = trace(self._flat_fn(args, treedef), avals, found.arrays)
+        graph, out_tree = trace(self._flat_fn(args, kwargs, treedef), avals, found.arrays,
+                                source=self.fn)
         graph.in_avals = avals
         if self.mode == "jit":
             return graph, out_tree, []
@@ -216,6 +279,11 @@ class Transformed:
         wrt = []
         for i in self.argnums:
             i %= n
+            if arg_trees[i] == ("none",):
+                raise user_error(ArgnumsError, f"{self.name}: argument {i} (argnums) is None; "
+                                 "there is nothing to differentiate.", "pass an array for it, "
+                                 "or leave it out of argnums (None is fine elsewhere: an empty "
+                                 "argument).")
             for j in range(offsets[i], offsets[i + 1]):
                 if not is_float(avals[j].dtype):
                     raise user_error(ArgnumsError, f"{self.name}: argument {i} (argnums) has "
@@ -230,7 +298,12 @@ class Transformed:
         if self.has_aux and not (out_tree[0] in ("tuple", "list") and len(out_tree[1]) == 2):
             raise user_error(GradientError, f"{self.name}: has_aux=True needs the function to "
                              "return a pair (loss, aux).", "return (loss, aux).")
-        if (out_tree[1][0] if self.has_aux else out_tree) != pytree.LEAF:
+        loss_tree = out_tree[1][0] if self.has_aux else out_tree
+        if loss_tree == ("none",):
+            raise user_error(GradientError, f"{self.name}: the function returned None" +
+                             (" as its loss" if self.has_aux else "") + "; gradients need a "
+                             "scalar float loss.", "return the loss (is a `return` missing?).")
+        if loss_tree != pytree.LEAF:
             raise user_error(GradientError, f"{self.name}: the function must return a scalar "
                              "loss" + (" as the first element of (loss, aux)" if self.has_aux
                                        else "") + ", not a container.",
@@ -245,10 +318,10 @@ class Transformed:
                              "reduce the output to a scalar (np.sum(out) or np.mean(out)), "
                              "or use tracejit.jit for non-scalar outputs.", where)
 
-    def _joint(self, args, leaves, treedef, found: captures.Scan):
+    def _joint(self, args, kwargs, leaves, treedef, found: captures.Scan):
         """Trace, differentiate and simplify: (joint graph, output treedef, wrt leaves,
         connected flags, number of forward outputs, input avals, lifted-array sources)."""
-        graph, out_tree, wrt = self._trace(args, leaves, treedef, found)
+        graph, out_tree, wrt = self._trace(args, kwargs, leaves, treedef, found)
         n_out, avals, lifted = len(graph.outputs), graph.in_avals, graph.lifted
         connected = []
         if self.mode != "jit":
@@ -260,20 +333,30 @@ class Transformed:
 
     def plan_for(self, *args: Any, **kwargs: Any) -> fusion.Plan:
         """The fusion plan a call with these arguments compiles (nothing is compiled)."""
-        leaves, treedef = pytree.flatten((self._dynamic(args), kwargs))
-        graph = self._joint(args, leaves, treedef, captures.scan(self.fn))[0]
-        return lower(graph, get_backend(self._placement(leaves)[0]))[0]
+        leaves, treedef = pytree.flatten(self._split(args, kwargs)[:2])
+        graph = self._joint(args, kwargs, leaves, treedef, captures.scan(self.fn))[0]
+        return lower(_float16_as_float32(graph)[0], get_backend(self._placement(leaves)[0]))[0]
 
     def _build(self, args, kwargs, leaves, treedef) -> _Entry:
         found = captures.scan(self.fn)
         graph, out_tree, wrt, connected, n_out, avals, lifted = self._joint(
-            args, leaves, treedef, found)
+            args, kwargs, leaves, treedef, found)
         backend, device = self._placement(leaves)
         be = get_backend(backend)
+        graph, half = _float16_as_float32(graph)
+        if half and any(is_device_array(x) for x in leaves):
+            raise user_error(ArgumentError, f"{self.name}: float16 with device arrays is not "
+                             "supported.", "convert the float16 inputs to float32 "
+                             "(x.astype(np.float32)) first.")
         plan, fallback = lower(graph, be)
         exe = be.compile(plan, fallback=fallback, name=getattr(self.fn, "__name__", "fn"),
                          reuse_buffers=self.reuse_buffers, device=device)
         run = _protect_aliases(exe, graph)
+        if device == "cpu" and (backend == "interpreter" or any(
+                step.eqn.prim.view is None for step in plan.steps)):
+            run = _without_fp_warnings(run)
+        if half:
+            run = _float16_boundary(run, *half)
         if device == "cpu" and any(is_device_array(x) for x in leaves):
             run = _host_inputs(run)
         on_device = device == "cuda" and any(is_device_array(x) for x in leaves)
@@ -334,9 +417,10 @@ class Transformed:
     # --- inside another transformation ---
     def _inline(self, args, kwargs):
         if self.mode == "jit":
-            return self.fn(*args, **kwargs)
-        leaves, treedef = pytree.flatten((self._dynamic(args), kwargs))
-        graph, out_tree, wrt = self._trace(args, leaves, treedef)
+            with randomness.watch(self.fn):
+                return self.fn(*args, **kwargs)
+        leaves, treedef = pytree.flatten(self._split(args, kwargs)[:2])
+        graph, out_tree, wrt = self._trace(args, kwargs, leaves, treedef)
         joint, connected = vjp_graph(graph, wrt)
         outer = trace_stack()[-1]  # the enclosing trace lifts the arrays this one captured
         lifted = [outer.lift(source.read(), source) for source in graph.lifted]
@@ -391,6 +475,12 @@ def _backend_for_device(backend: str | None, device: str, name: str) -> tuple[st
                          "use device='cpu' (default), 'cuda' or 'auto'.")
     explicit = backend is not None
     backend = backend or config.DEFAULT_BACKEND
+    if backend not in BACKENDS:
+        close = difflib.get_close_matches(str(backend), list(BACKENDS), n=1)
+        raise user_error(DeviceError, f"{name}: backend={backend!r}" + (
+            "" if explicit else " (from TRACEJIT_BACKEND)") + " is not a tracejit backend.",
+            (f"did you mean backend={close[0]!r}? " if close else "") + "Backends: 'numba' "
+            "(the default; also 'cpu'), 'interpreter' (the NumPy reference), 'cuda'.")
     if backend == "cuda":
         if device == "auto":
             raise user_error(DeviceError, f"{name}: backend='cuda' with device='auto'.",
@@ -404,6 +494,61 @@ def _backend_for_device(backend: str | None, device: str, name: str) -> tuple[st
                          f"drop backend= to let device={device!r} choose the backend, or "
                          "use device='cpu'.")
     return ("cuda" if device == "cuda" else backend), device
+
+
+_F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
+
+
+def _float16_as_float32(graph: Graph) -> tuple[Graph, tuple[list, list] | None]:
+    """float16 is computed in float32 (no backend has float16 loops; NumPy's own float16
+    ufuncs also compute in float32): the same graph with float32 wherever it had float16,
+    and the positions of the float16 inputs and outputs (to convert at the call boundary),
+    or (graph, None) when there is no float16."""
+    if all(a.aval.dtype != _F16 for e in graph.eqns for a in e.inputs + e.outputs) and \
+            all(a.aval.dtype != _F16 for a in graph.inputs + graph.outputs):
+        return graph, None
+    new: dict[int, Var] = {}
+
+    def widen(a):
+        if isinstance(a, Literal):
+            return Literal.of(a.val.astype(_F32)) if a.dtype == _F16 else a
+        if a.id not in new:
+            new[a.id] = Var(Aval(a.aval.shape, _F32)) if a.aval.dtype == _F16 else a
+        return new[a.id]
+
+    inputs = [widen(v) for v in graph.inputs]
+    eqns = [Eqn(e.prim, tuple(map(widen, e.inputs)),
+                {k: (_F32 if isinstance(v, np.dtype) and v == _F16 else v)
+                 for k, v in e.params.items()}, tuple(map(widen, e.outputs)), e.where)
+            for e in graph.eqns]
+    out = Graph(inputs, eqns, [widen(o) for o in graph.outputs], graph.captured,
+                graph.lifted, graph.in_avals)
+    half_in = [i for i, v in enumerate(graph.inputs) if v.aval.dtype == _F16]
+    half_out = [i for i, o in enumerate(graph.outputs) if o.aval.dtype == _F16]
+    return out, (half_in, half_out)
+
+
+def _float16_boundary(run: Callable, half_in: list[int], half_out: list[int]) -> Callable:
+    """Inputs that are float16 go in as float32; float16 results come back as float16."""
+    def run_float16(*leaves):
+        leaves = list(leaves)
+        for i in half_in:
+            leaves[i] = np.asarray(leaves[i], _F32)
+        outs = list(run(*leaves))
+        for i in half_out:
+            outs[i] = outs[i].astype(_F16)
+        return outs
+    return run_float16
+
+
+def _without_fp_warnings(run: Callable) -> Callable:
+    """NumPy steps (BLAS, the interpreter) run without NumPy's floating-point RuntimeWarnings:
+    the fused loops emit none, and a warning from compiled code points at tracejit's driver,
+    not at the user's line."""
+    def run_quietly(*leaves):
+        with np.errstate(all="ignore"):
+            return run(*leaves)
+    return run_quietly
 
 
 def _host_inputs(run: Callable) -> Callable:

@@ -5,11 +5,14 @@ Each subclass also inherits the matching builtin, so `except TypeError` keeps wo
 """
 from __future__ import annotations
 
+import ast
+import builtins
 import linecache
 import os
 import sys
 import threading
 import types
+from typing import Any
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _STDLIB_DIRS = tuple({os.path.dirname(os.__file__)})
@@ -51,7 +54,8 @@ class DeviceError(TracejitError, RuntimeError):
     """A device was asked for that is not available."""
 
 
-def _is_internal(filename: str) -> bool:
+def is_internal(filename: str) -> bool:
+    """Code that is not the user's: tracejit, NumPy, Numba, the stdlib."""
     path = os.path.abspath(filename)
     if path.startswith(_PACKAGE_DIR + os.sep):
         # tests and examples live outside the package; only the library is internal
@@ -82,10 +86,88 @@ def user_frame() -> tuple[str, int, str] | None:
     frame = sys._getframe(1)
     while frame is not None:
         code = frame.f_code
-        if not _is_internal(code.co_filename):
+        if not is_internal(code.co_filename):
             return (code.co_filename, frame.f_lineno, code.co_name)
         frame = frame.f_back
     return None
+
+
+def in_package(frame: types.FrameType | None) -> bool:
+    """Whether `frame` runs tracejit's own code."""
+    return frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        _PACKAGE_DIR + os.sep)
+
+
+def _is_library(filename: str) -> bool:
+    return os.sep + "site-packages" + os.sep in filename or \
+        os.sep + "dist-packages" + os.sep in filename
+
+
+def calling_frame() -> types.FrameType | None:
+    """The frame of the user's code that made the call now running: the innermost frame
+    outside tracejit, NumPy and the stdlib, and outside installed libraries (scipy calling
+    np.asarray on a tracer: the user's line that called scipy) when there is such a frame."""
+    frame, found = sys._getframe(1), None
+    while frame is not None:
+        if not is_internal(frame.f_code.co_filename):
+            found = found or frame
+            if not _is_library(frame.f_code.co_filename):
+                return frame
+        frame = frame.f_back
+    return found
+
+
+def where_of(frame: types.FrameType | None) -> tuple[str, int, str] | None:
+    """(file, line, function) of a frame, as user_frame gives them."""
+    if frame is None:
+        return None
+    return (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+
+
+def called_function(frame: types.FrameType | None) -> Any:
+    """The function `frame` is calling now (its current instruction is a call), resolved from
+    the call's source text (`math.exp(x)`: the math.exp object), or None when that cannot be
+    told: not a call, no source, or a callee that is not a plain name or attribute chain."""
+    try:
+        positions = list(frame.f_code.co_positions())[frame.f_lasti // 2]
+        first, last, start, end = positions
+        lines = [linecache.getline(frame.f_code.co_filename, n) for n in range(first, last + 1)]
+        # columns are UTF-8 byte offsets
+        text = b"".join(ln.encode() for ln in lines)
+        text = text[start:len(text) - len(lines[-1].encode()) + end].decode()
+        call = ast.parse(text.strip(), mode="eval").body
+    except (AttributeError, IndexError, TypeError, ValueError, SyntaxError):
+        # no co_positions (Python 3.10), no source, or not one expression
+        return None
+    if not isinstance(call, ast.Call):
+        return None
+    return _resolve(call.func, frame)
+
+
+def _resolve(node: ast.expr, frame: types.FrameType) -> Any:
+    """The value of a name or attribute chain in `frame` (modules only are looked into)."""
+    if isinstance(node, ast.Name):
+        for scope in (frame.f_locals, frame.f_globals, vars(builtins)):
+            if node.id in scope:
+                return scope[node.id]
+        return None
+    if isinstance(node, ast.Attribute):
+        base = _resolve(node.value, frame)
+        if isinstance(base, types.ModuleType):
+            return getattr(base, node.attr, None)
+    return None
+
+
+def public_name(fn: Any) -> str:
+    """How the user wrote a library function: np.cumsum, np.fft.fft, scipy.special.expit
+    (private submodules dropped), math.exp."""
+    name = getattr(fn, "__name__", None) or str(fn)
+    module = (getattr(fn, "__module__", None) or "").split(".")
+    if module[0] == "numpy":  # np.fft.fft, but np.cumsum (not np._core.fromnumeric.cumsum)
+        parts = ["np", *[p for p in module[1:2] if not p.startswith("_")]]
+    else:
+        parts = [p for p in module if p and not p.startswith("_")][:2]
+    return ".".join([*parts, name])
 
 
 def format_frame(where: tuple[str, int, str] | None) -> str:
@@ -111,7 +193,7 @@ def trim_traceback(exc: BaseException) -> BaseException:
     tb = exc.__traceback__
     kept: list[types.TracebackType] = []
     while tb is not None:
-        if not _is_internal(tb.tb_frame.f_code.co_filename):
+        if not is_internal(tb.tb_frame.f_code.co_filename):
             kept.append(tb)
         tb = tb.tb_next
     new_tb = None

@@ -77,10 +77,6 @@ def erase_identities(graph: Graph) -> Graph:
     return _substitute(graph, lambda e, ins: ins[0] if e.prim.erase_after_autodiff else None)
 
 
-def _is_const(a: Atom, value: float) -> bool:
-    return isinstance(a, Literal) and a.is_scalar and a.val == value
-
-
 def _fold(e: Eqn, ins) -> Atom | None:
     """Equations on scalar (or size-1) literals only become a literal."""
     if e.prim.kind in ELEMENTWISE + (LAYOUT,) and ins and all(
@@ -93,39 +89,25 @@ def _fold(e: Eqn, ins) -> Atom | None:
     return None
 
 
-def _algebraic_rule(e: Eqn, ins) -> Atom | None:
-    out = e.outputs[0].aval
-    name = e.prim.name
-    folded = _fold(e, ins)
-    if folded is not None:
-        return folded
-    keeps = lambda a: isinstance(a, Var) and a.aval == out
-    if name == "mul":
-        for a, b in ((ins[0], ins[1]), (ins[1], ins[0])):
-            if _is_const(b, 1) and keeps(a):
-                return a
-    if name in ("div", "sub") and keeps(ins[0]) and _is_const(ins[1], 1 if name == "div" else 0):
-        return ins[0]
-    return None
-
-
-def _implicit_broadcasts(e: Eqn, ins, sources: dict[int, Atom]) -> tuple:
-    """Elementwise ops broadcast by themselves: feed them a broadcast's (or a size-1
-    literal's) source when the output shape stays the same; so do a primitive's
-    `broadcasts` inputs (a scatter's updates)."""
-    if e.prim.broadcasts:
+def _implicit_broadcasts(e: Eqn, ins, producers: dict[int, Eqn]) -> tuple:
+    """Elementwise ops broadcast by themselves: feed them the input of a broadcasting
+    equation (a primitive declared `broadcasts`), or a size-1 literal as a scalar, when the
+    output shape stays the same; so do a primitive's `broadcast_inputs` (a scatter's
+    updates), when the rank stays the same."""
+    if e.prim.broadcast_inputs:
         ins = list(ins)
-        for i in e.prim.broadcasts:
-            src = sources.get(ins[i].id) if isinstance(ins[i], Var) else None
-            if src is not None and src.aval.ndim == ins[i].aval.ndim:
-                ins[i] = src
+        for i in e.prim.broadcast_inputs:
+            p = producers.get(ins[i].id) if isinstance(ins[i], Var) else None
+            if p is not None and p.prim.broadcasts and p.inputs[0].aval.ndim == ins[i].aval.ndim:
+                ins[i] = p.inputs[0]
         return tuple(ins)
     if e.prim.kind not in ELEMENTWISE:
         return ins
     out_shape = e.outputs[0].aval.shape
     ins = list(ins)
     for i, a in enumerate(ins):
-        src = sources.get(a.id, a) if isinstance(a, Var) else a
+        p = producers.get(a.id) if isinstance(a, Var) else None
+        src = p.inputs[0] if p is not None and p.prim.broadcasts else a
         if isinstance(src, Literal) and src.aval.size == 1 and src.ndim:
             src = Literal.of(src.val.reshape(()))
         if src is a:
@@ -137,20 +119,19 @@ def _implicit_broadcasts(e: Eqn, ins, sources: dict[int, Atom]) -> tuple:
 
 
 def algebraic(graph: Graph) -> Graph:
-    """Constant folding; implicit broadcasting; x*1, 1*x, x/1, x-0 -> x; neg(neg x) -> x.
-    (x+0 is kept: it turns -0.0 into +0.0.)"""
-    negated: dict[int, Atom] = {}
-    sources: dict[int, Atom] = {}  # broadcast outputs -> what they broadcast
+    """Constant folding, implicit broadcasting, and each primitive's own `rewrite` rule
+    (x*1, 1*x, x/1, x-0 -> x; neg(neg x) -> x; x+0 is kept: it turns -0.0 into +0.0)."""
+    producers: dict[int, Eqn] = {}  # output id -> the (input-renamed) equation computing it
 
     def rule(e: Eqn, ins):
-        ins = _implicit_broadcasts(e, ins, sources)
-        if e.prim.name == "neg" and isinstance(ins[0], Var) and ins[0].id in negated:
-            return negated[ins[0].id]
-        if e.prim.name == "neg":
-            negated[e.outputs[0].id] = ins[0]
-        if e.prim.name == "broadcast":
-            sources[e.outputs[0].id] = ins[0]
-        return _algebraic_rule(e, ins) or ins
+        ins = _implicit_broadcasts(e, ins, producers)
+        out = _fold(e, ins)
+        if out is None and e.prim.rewrite is not None:
+            out = e.prim.rewrite(ins, e.outputs[0].aval, lambda a: producers.get(a.id)
+                                 if isinstance(a, Var) else None)
+        if out is None:
+            producers[e.outputs[0].id] = Eqn(e.prim, ins, e.params, e.outputs, e.where)
+        return out or ins
     return _substitute(graph, rule)
 
 

@@ -7,15 +7,29 @@ the user's line.
 """
 from __future__ import annotations
 
+import cmath
 import contextlib
+import math
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from . import pytree
-from .errors import TracejitError, TracerBoolError, UnsupportedError, user_error, user_frame
+from . import pytree, randomness
+from .errors import (
+    TracejitError,
+    TracerBoolError,
+    UnsupportedError,
+    called_function,
+    calling_frame,
+    in_package,
+    public_name,
+    user_error,
+    user_frame,
+    where_of,
+)
 from .ir import Atom, Aval, Eqn, Graph, Literal, Var
 from .primitives.elementwise import stop_gradient_p
 
@@ -30,8 +44,23 @@ def trace_stack() -> list[Trace]:
         _STATE.stack = []
         return _STATE.stack
 
-_CONCRETE_FIX = ("branch on data with tnp.where(cond, a, b) (or np.where); Python `if`, "
-                 "`float()` and `int()` only work on shapes, dtypes and static arguments.")
+# how to do without a concrete value, by what asked for it
+_FIXES = {
+    "bool": "branch on data with tnp.where(cond, a, b) (or np.where); Python `if`, `while` and "
+            "`and`/`or` only work on shapes, dtypes and static arguments.",
+    "float": "keep it an array: a 0-d traced value works in arithmetic and NumPy calls "
+             "(`w * x[0]`, `np.exp(x[0])`); for a Python number, return the value from the "
+             "function and call float() on the result.",
+    "int": "for a size or a count use a shape (`x.shape[0]`) or a static argument "
+           "(static_argnums=... / static_argnames=...); to convert values use "
+           "x.astype(np.int64).",
+    "range": "loop bounds must be Python ints: use a shape (`range(x.shape[0])`) or make the "
+             "argument static (static_argnums=... / static_argnames=...).",
+    "index": "slice bounds and list indices must be Python ints (shapes or static arguments); "
+             "for a data-dependent choice use np.where(mask, x, 0).",
+    "array": "to build an array from traced values use np.stack([a, b, ...]) (or "
+             "np.concatenate); a traced array needs no conversion: use it as it is.",
+}
 
 
 class Trace:
@@ -131,23 +160,81 @@ def is_tracer(x: Any) -> bool:
     return isinstance(x, Tracer)
 
 
-def trace(fn: Callable, avals: list[Aval], liftable: dict | None = None) -> tuple[Graph, Any]:
+def trace(fn: Callable, avals: list[Aval], liftable: dict | None = None,
+          source: Callable | None = None) -> tuple[Graph, Any]:
     """Trace `fn(*tracers)` on tracers with these avals: (graph, output treedef).
 
     `fn` takes flat tracers and returns a pytree; the graph's outputs are its leaves.
     Tracers of enclosing traces it closed over, and the arrays of `liftable` it used
-    (captured arrays, see captures.py), become extra inputs after the arguments.
+    (captured arrays, see captures.py), become extra inputs after the arguments. `source`
+    is the user's function `fn` calls: it may not draw random numbers (randomness.py).
     """
-    with new_trace(liftable) as t:
+    with randomness.watch(source), new_trace(liftable) as t:
         out = fn(*[t.new_arg(a) for a in avals])
         out_leaves, out_tree = pytree.flatten(out)
         graph = t.graph(out_leaves)
     return graph, out_tree
 
 
-def concrete_error(what: str) -> TracerBoolError:
+def concrete_error(what: str, kind: str = "bool") -> TracerBoolError:
     return user_error(TracerBoolError, f"a traced value was used as {what}; its value is not "
-                      "known while tracing.", _CONCRETE_FIX)
+                      "known while tracing.", _FIXES[kind])
+
+
+def _scalar_error(what: str, kind: str) -> TracejitError:
+    """A Python number was asked of a tracer: by float()/int()/an index, by range(), or by a
+    math-module function (math.exp(x[0])); each gets its own fix."""
+    frame = calling_frame()
+    fn = called_function(frame)
+    where = where_of(frame)
+    owner = getattr(fn, "__self__", None)
+    if owner is math or owner is cmath:
+        name = fn.__name__
+        alt = f"np.{name}" if hasattr(np, name) else "the NumPy function of the same meaning"
+        return user_error(TracerBoolError, f"{public_name(fn)}() was given a traced value; "
+                          "math functions take Python numbers, which a traced value is not.",
+                          f"use {alt}(...) (or tnp.{name}), which traces.", where)
+    if fn is range:
+        return user_error(TracerBoolError, "range() was given a traced value; its value is not "
+                          "known while tracing.", _FIXES["range"], where)
+    return user_error(TracerBoolError, f"a traced value was used as {what}; its value is not "
+                      "known while tracing.", _FIXES[kind], where)
+
+
+_ARRAY_MAKERS = ("array", "asarray", "asanyarray", "ascontiguousarray", "asfortranarray")
+
+
+def _array_error() -> TracejitError:
+    """np.asarray/np.array of a tracer, or a library function (scipy, ...) that converts its
+    argument to a NumPy array: named, with a traced alternative."""
+    by_tracejit = in_package(sys._getframe(2))  # converting an operand: a list of tracers
+    frame = calling_frame()
+    fn = called_function(frame)
+    where = where_of(frame)
+    name = getattr(fn, "__name__", "")
+    if fn is not None and getattr(np, name, None) is fn and name in _ARRAY_MAKERS:
+        return user_error(TracerBoolError, f"np.{name}() was given a traced value; it makes a "
+                          "concrete NumPy array, whose values are not known while tracing.",
+                          _FIXES["array"], where)
+    if by_tracejit or isinstance(fn, np.ufunc) or getattr(np, name, None) is fn is not None:
+        # NumPy itself hands tracers to tracejit: only a list/tuple of them gets here
+        return user_error(TracerBoolError, "a list or tuple of traced values was used as an "
+                          "array; tracejit does not turn sequences of traced values into arrays "
+                          "(a list argument is traced as a container of separate values).",
+                          "pass an array instead of a list (np.asarray([...]) before the "
+                          "call), or build the array with np.stack([...]).", where)
+    if fn is not None and callable(fn) and getattr(fn, "__module__", None) != "builtins":
+        tnp = sys.modules.get("tracejit.numpy")
+        alt = f"use tnp.{name} (import tracejit.numpy as tnp), which traces, or " \
+            if name in getattr(tnp, "NAMESPACE", {}) else "express it with NumPy functions " \
+            "tracejit supports (README: 'Supported operations'), or "
+        return user_error(UnsupportedError, f"{public_name(fn)} is not supported inside a "
+                          "tracejit function: it converts its argument to a NumPy array, whose "
+                          "values are not known while tracing.", alt + "compute it outside the "
+                          "traced function and pass the result in as an argument.", where)
+    return user_error(TracerBoolError, "a traced value was used as a concrete NumPy array (by "
+                      "np.asarray/np.array or a function tracejit does not trace); its values "
+                      "are not known while tracing.", _FIXES["array"], where)
 
 
 class Tracer:
@@ -183,20 +270,34 @@ class Tracer:
         raise concrete_error("a Python bool (an `if`, `while`, `and`/`or` or `bool()`)")
 
     def __float__(self):
-        raise concrete_error("a Python float (`float()`)")
+        raise _scalar_error("a Python float (`float()`)", "float")
 
     def __int__(self):
-        raise concrete_error("a Python int (`int()`)")
+        raise _scalar_error("a Python int (`int()`)", "int")
 
     def __index__(self):
-        raise concrete_error("an index (`range()`, a slice bound or list index)")
+        raise _scalar_error("an index (a slice bound or a list index)", "index")
 
     def __complex__(self):
-        raise concrete_error("a Python complex")
+        raise _scalar_error("a Python complex (`complex()`)", "float")
+
+    def item(self, *args):
+        raise concrete_error("a Python scalar (`.item()`)", "float")
+
+    def tolist(self):
+        raise concrete_error("a Python list (`.tolist()`)", "float")
 
     def __array__(self, dtype=None, copy=None):
-        raise concrete_error("a concrete NumPy array (np.asarray/np.array or a NumPy function "
-                             "tracejit does not know)")
+        raise _array_error()
+
+    def copy(self, order="K"):
+        """A copy: traced values are never modified in place, so the value itself."""
+        return self
+
+    def __setitem__(self, index, value):
+        raise unsupported("assignment into a traced array (`x[i] = v`)",
+                          "build the new value instead: np.where(mask, v, x) for a masked "
+                          "update, np.concatenate/np.stack to assemble parts.")
 
     __hash__ = object.__hash__
 

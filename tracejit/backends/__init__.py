@@ -17,12 +17,17 @@ import importlib
 
 import numpy as np
 
+from ..errors import DeviceError
+
 BACKENDS = {"interpreter": "interpreter", "numba": "numba_cpu", "cpu": "numba_cpu",
             "cuda": "numba_cuda"}
 
 
 def get_backend(name: str):
     """The backend module for `name` ('interpreter', 'numba'/'cpu', 'cuda')."""
+    if name not in BACKENDS:
+        raise DeviceError(f"{name!r} is not a tracejit backend.\nFix: use one of "
+                          f"{', '.join(map(repr, BACKENDS))}.")
     return importlib.import_module(f".{BACKENDS[name]}", __name__)
 
 

@@ -11,6 +11,12 @@ instead of compiling. `TieredKernel` holds a module's serial and parallel njit v
                                                                 and compile the parallel one in
                                                                 the background (tiered compile)
     broken entry  a corrupted disk-cache entry: delete it, compile once more
+
+The folder has a size cap (config.CACHE_MAX_MB, `TRACEJIT_CACHE_MAX_MB`, default 1024):
+writing a new kernel module evicts the least recently used modules with the files named
+after them in `__pycache__` (Numba's index and data, Python's bytecode) until the folder fits.
+A module's last use is its file's access time, set at every load (never its modification
+time: Numba's index checks that, and a touched source would make its entries stale).
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import importlib.util
 import os
 import sys
 import threading
+import time
 
 import numba
 from numba.core.errors import NumbaError
@@ -54,6 +61,10 @@ def _import(source: str, mod_name: str):
             with open(tmp, "w") as f:
                 f.write(source)
             os.replace(tmp, path)
+            touch(path)
+            evict(folder, int(config.CACHE_MAX_MB * 2**20), keep=mod_name)
+        else:
+            touch(path)
     except OSError:  # unwritable cache: fall back to a private temporary directory
         import tempfile
         folder = tempfile.mkdtemp(prefix="tracejit-")
@@ -65,6 +76,56 @@ def _import(source: str, mod_name: str):
     sys.modules[mod_name] = module  # Numba's disk cache re-imports it by name
     spec.loader.exec_module(module)
     return module
+
+
+def touch(path: str) -> None:
+    """Mark a kernel module used now: its access time (the modification time stays, see the
+    module docstring)."""
+    try:
+        os.utime(path, ns=(time.time_ns(), os.stat(path).st_mtime_ns))
+    except OSError:
+        pass
+
+
+def evict(folder: str, cap: int, keep: str = "") -> None:
+    """Delete the least recently used kernel modules in `folder`, each with its files in
+    `__pycache__`, until the folder's kernel files take at most `cap` bytes. Files left
+    without their module (its cache entries written after an eviction) go first; `keep` (the
+    module just written) and other processes' temporary files stay."""
+    groups: dict[str, list] = {}  # module name -> [last use, bytes, paths]
+    total = 0
+    for d in (folder, os.path.join(folder, "__pycache__")):
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for ent in entries:
+            stem = ent.name.split(".", 1)[0]
+            if not stem.startswith("tracejit_k_") or ent.name.endswith(".tmp"):
+                continue
+            try:
+                st = ent.stat()
+            except OSError:
+                continue
+            g = groups.setdefault(stem, [-1.0, 0, []])
+            g[1] += st.st_size
+            g[2].append(ent.path)
+            total += st.st_size
+            if d == folder and ent.name == stem + ".py":
+                g[0] = st.st_atime
+    if total <= cap:
+        return
+    for stem, (_, size, paths) in sorted(groups.items(), key=lambda kv: kv[1][0]):
+        if stem == keep:
+            continue
+        for path in paths:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        total -= size
+        if total <= cap:
+            break
 
 
 def clear_numba_cache(module) -> None:

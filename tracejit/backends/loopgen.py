@@ -51,6 +51,10 @@ class KernelSource:
 
     backend = ""
     lanes = False  # max/min/prod row reductions in LANES partials (see emit_pass)
+    # float32 sums (Reduce.wide) add into a float32 partial for at most `block` iterations of
+    # their innermost loop, then into a float64 partial w<id> (see open_blocked); 0: no blocks
+    block = 0
+    direct = False  # in a laned pass: float32 sums go straight into float64 (see emit_pass)
 
     def __init__(self, k: fusion.Kernel, exact: frozenset = frozenset()) -> None:
         self.k, self.exact = k, exact  # primitives emitted with their shared template
@@ -173,6 +177,33 @@ class KernelSource:
         dt = e.outputs[0].aval.dtype
         return literal(e.prim.emit.identity(dt), dt)
 
+    def wide(self, e) -> bool:
+        """A float32 sum whose partials are carried in float64 (Reduce.wide)."""
+        return e.prim.emit.wide and e.outputs[0].aval.dtype == np.float32
+
+    def open_blocked(self, ind: str, var: str, lo: str, hi: str, parts: list,
+                     idx: str) -> str:
+        """`for var in range(lo, hi)` in blocks of `block` elements, `idx` = np.uint64(var)
+        (a signed index makes Numba check for negative indices, which stops LLVM
+        vectorizing). Each block starts the float32 partials `parts` (acc12, r12) at 0;
+        close_blocked adds them into their float64 partials (w12) after it. A block still
+        sums in float32 vector lanes (AVX-512: 64 lanes, so 16 elements per lane in a block
+        of 1024); the float64 partials make a long float32 sum as accurate as a pairwise one.
+        Blocks are fixed: results depend on the sizes only."""
+        bk = f"bk{var}"
+        self.lines.append(f"{ind}for {bk} in range({lo}, {hi}, {self.block}):")
+        for part in parts:
+            self.lines.append(f"{ind}    {part} = np.float32(0)")
+        self.lines.append(f"{ind}    for {var} in range({bk}, min({bk} + {self.block}, {hi})):")
+        self.lines.append(f"{ind}        {idx} = np.uint64({var})")
+        return ind + "        "
+
+    def close_blocked(self, ind: str, parts: list) -> None:
+        """After a block (`ind`: the block loop's body): the float32 partials into float64."""
+        for part in parts:
+            w = re.sub(r"^[a-z]+", "w", part)
+            self.lines.append(f"{ind}{w} = {w} + np.float64({part})")
+
     # --- body ---
     def emit_values(self, eqns, ind: str, stores: bool = True, acc_into: bool = True) -> None:
         for e in eqns:
@@ -181,8 +212,10 @@ class KernelSource:
             if kind == "acc":
                 if acc_into:
                     x = self.reduce_operand(e)
-                    self.lines.append(
-                        f"{ind}acc{out.id} = {self.reduce_step(e, f'acc{out.id}', x)}")
+                    acc = f"acc{out.id}"
+                    if self.direct and self.block and self.wide(e):  # see emit_pass
+                        acc, x = f"w{out.id}", f"np.float64({x})"
+                    self.lines.append(f"{ind}{acc} = {self.reduce_step(e, acc, x)}")
                 continue
             if kind == "row" and e.prim.kind == REDUCE:
                 continue  # finalized after its pass
@@ -253,7 +286,9 @@ class KernelSource:
             accs_at.setdefault(("inner" if inner else "row", lvl), []).append(e)
         passes = []  # per pass over the row: (reductions, stored values, accumulators, roots)
         for p in range(n_pass):
+            # row reductions only: a reduction over size-1 axes is a copy (kind elem)
             reds = [e for e in row_eqns if e.prim.kind == REDUCE and
+                    k.kinds[e.outputs[0].id] == "row" and
                     self.level[e.outputs[0].id] == p + 1]
             stored = [e for e in inner_eqns if self.level[e.outputs[0].id] == p and
                       e.outputs[0].id in self.out_names]
@@ -284,8 +319,17 @@ class KernelSource:
         vectorize (5x faster on a 1000-wide row max)."""
         k = self.k
         laned = [r for r in reds if r.prim.emit.lanes] if self.lanes else []
+        # float32 sums of this pass: in blocks (open_blocked), or straight into their float64
+        # partial in a laned pass (its lane loop does not vectorize a float32 running sum)
+        wide = [f"r{r.outputs[0].id}" for r in reds if self.wide(r)] + \
+            [f"acc{e.outputs[0].id}" for e in accs if self.wide(e)] if self.block else []
+        parts = [] if laned else wide
+        self.direct = bool(laned)
         for r in reds:
-            self.lines.append(f"{ind}r{r.outputs[0].id} = {self.init(r)}")
+            if f"r{r.outputs[0].id}" in wide:
+                self.lines.append(f"{ind}w{r.outputs[0].id} = np.float64(0)")
+            else:
+                self.lines.append(f"{ind}r{r.outputs[0].id} = {self.init(r)}")
         for r in laned:
             self.lines.append(f"{ind}q{r.outputs[0].id} = np.full({LANES}, {self.init(r)}, "
                               f"{scalar_type(r.outputs[0].aval.dtype)})")
@@ -310,6 +354,8 @@ class KernelSource:
             for r in reds:
                 x = self.reduce_operand(r)
                 acc = f"q{r.outputs[0].id}[l]" if lane and r in laned else f"r{r.outputs[0].id}"
+                if self.direct and acc in wide:
+                    acc, x = f"w{r.outputs[0].id}", f"np.float64({x})"
                 self.lines.append(f"{jnd}{acc} = {self.reduce_step(r, acc, x)}")
             self.emit_values(accs, jnd, stores=False)
             if not body and not reds and not accs:
@@ -327,6 +373,15 @@ class KernelSource:
             self.lines.append(f"{jnd}for i{last} in range(n{last} - n{last} % {LANES}, "
                               f"n{last}):")
             body_lines(jnd + "    ", lane=False)
+            self.direct = False
+        elif parts:
+            jnd = ind
+            for ax in self.inner[:-1]:
+                self.lines.append(f"{jnd}for i{ax} in range(n{ax}):")
+                jnd += "    "
+            body_lines(self.open_blocked(jnd, f"j{last}", "0", f"n{last}", parts,
+                                         idx=f"i{last}"), lane=False)
+            self.close_blocked(jnd + "    ", parts)
         else:
             body_lines(self.open_inner(ind), lane=False)
         for r in laned:
@@ -344,7 +399,9 @@ class KernelSource:
     def finish_row_reduce(self, e, ind: str) -> None:
         """A row reduction's value once its pass is over (a GPU generator combines the
         threads of a block here)."""
-        self.lines.append(f"{ind}v{e.outputs[0].id} = r{e.outputs[0].id}")
+        v = e.outputs[0].id
+        self.lines.append(f"{ind}v{v} = np.float32(w{v})" if self.block and self.wide(e) else
+                          f"{ind}v{v} = r{v}")
 
     def _producer(self, a):
         if isinstance(a, Var):
@@ -355,11 +412,11 @@ class KernelSource:
 
 
 def canonical_names(source: str) -> str:
-    """Renumber value names (v12, acc12, p12, r12) in order of appearance: the source then
-    depends on the kernel's structure only, not on the ids of one trace, so a retrace (a new
-    size) finds the kernel already compiled."""
+    """Renumber value names (v12, acc12, p12, q12, r12, w12) in order of appearance: the
+    source then depends on the kernel's structure only, not on the ids of one trace, so a
+    retrace (a new size) finds the kernel already compiled."""
     numbers: dict[str, str] = {}
 
     def rename(m):
         return m.group(1) + numbers.setdefault(m.group(2), str(len(numbers)))
-    return re.sub(r"\b(v|acc|p|q|r)(\d+)\b", rename, source)
+    return re.sub(r"\b(v|acc|p|q|r|w)(\d+)\b", rename, source)

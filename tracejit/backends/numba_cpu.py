@@ -30,6 +30,9 @@ SERIAL_BELOW = 1 << 15
 # elements, each with its own partial, combined in order after the loop (see source())
 CHUNKS = 64
 MIN_CHUNK = 4096
+# float32 sums add BLOCK elements in float32 vector lanes, then into a float64 partial
+# (loopgen.open_blocked): as accurate as NumPy's pairwise sum, at no measurable cost
+BLOCK = 1024
 # No 'reassoc' on kernels: it would let LLVM rewrite x*2 - x into x (inf - inf is NaN in
 # NumPy). Only the reduction combines (vm.radd / vm.rmul) carry it, which is all the loop
 # vectorizer needs to vectorize a sum.
@@ -55,12 +58,18 @@ class CpuKernelSource(KernelSource):
 
     backend = BACKEND
     lanes = True  # max/min/prod row reductions in LANES partials (see loopgen.emit_pass)
+    block = BLOCK  # float32 sums in blocks (see loopgen.open_blocked)
 
     def usable(self, template) -> bool:
         """Every `vm.<fn>` the template names exists (vecmath may be missing or older)."""
         if not isinstance(template, str):
             return True
         return all(_HAVE_VM and hasattr(_vm, fn) for fn in re.findall(r"\bvm\.(\w+)", template))
+
+    def chunk_step(self, e, acc: str, x: str) -> str:
+        """Chunk partials combine in chunk order with the shared template: never reassociated
+        (a vectorized combine could differ from the serial variant's running one)."""
+        return e.prim.emit.combine.format(acc=acc, x=x)
 
     def source(self, name: str, parallel: bool) -> str:
         k, self.lines = self.k, []
@@ -72,51 +81,77 @@ class CpuKernelSource(KernelSource):
         loop = "prange" if parallel else "range"
         ind = "    "
         p = self.par_axis
+        # float32 sums over everything that add once per row (in the innermost outer loop)
+        # run that loop in blocks (loopgen.open_blocked); those adding inside a pass over the
+        # row are blocked in the pass
+        row_parts = [f"acc{e.outputs[0].id}" for e in self.accs if self.wide(e) and not
+                     fusion.footprint(k.reduce_in[e.outputs[0].id]) & set(self.inner)]
+        blocked_at = None  # the blocked loop's body indentation (for close_blocked)
         if self.accs:
             # accumulators: fixed slices (chunks) of the parallel axis, each with its own
-            # partial, combined in chunk order after the loop, so results depend on the sizes
-            # only, not on the thread count or the variant. At least MIN_CHUNK elements per
-            # chunk: a short chunk's loop does not vectorize (W6). The index is unsigned: a
-            # signed range(lo, hi) index makes Numba emit negative-index wraparound checks,
-            # which stop LLVM vectorizing the loop (3.5x slower).
+            # partial (float64 for a float32 sum), combined in chunk order after the loop
+            # without reassociation, so results depend on the sizes only, not on the thread
+            # count or the variant. At least MIN_CHUNK elements per chunk: a short chunk's
+            # loop does not vectorize (W6). The index is unsigned: a signed range(lo, hi)
+            # index makes Numba emit negative-index wraparound checks, which stop LLVM
+            # vectorizing the loop (3.5x slower).
             total = " * ".join(f"n{a}" for a in range(len(self.space)))
             self.lines.append(
                 f"{ind}nch = max(1, min(n{p}, {CHUNKS}, ({total}) // {MIN_CHUNK}))")
             for e in self.accs:
-                v, dt = e.outputs[0].id, scalar_type(e.outputs[0].aval.dtype)
+                v = e.outputs[0].id
+                dt = "np.float64" if self.wide(e) else scalar_type(e.outputs[0].aval.dtype)
+                init = "np.float64(0)" if self.wide(e) else self.init(e)
                 # the serial variant keeps a running combine instead of an array of partials
                 self.lines.append(f"{ind}p{v} = np.empty(nch, {dt})" if parallel else
-                                  f"{ind}p{v} = {self.init(e)}")
+                                  f"{ind}p{v} = {init}")
             self.lines.append(f"{ind}for c in {loop}(nch):")
             ind += "    "
             for e in self.accs:
-                self.lines.append(f"{ind}acc{e.outputs[0].id} = {self.init(e)}")
-            self.lines.append(f"{ind}for j in range(c * n{p} // nch, (c + 1) * n{p} // nch):")
-            self.lines.append(f"{ind}    i{p} = np.uint64(j)")
+                v = e.outputs[0].id
+                self.lines.append(f"{ind}w{v} = np.float64(0)" if self.wide(e) else
+                                  f"{ind}acc{v} = {self.init(e)}")
+            lo, hi = f"c * n{p} // nch", f"(c + 1) * n{p} // nch"
+            if row_parts and not self.outer[1:]:
+                blocked_at = ind + "    "
+                ind = self.open_blocked(ind, "j", lo, hi, row_parts, idx=f"i{p}")
+            else:
+                self.lines.append(f"{ind}for j in range({lo}, {hi}):")
+                self.lines.append(f"{ind}    i{p} = np.uint64(j)")
+                ind += "    "
         else:
             self.lines.append(f"{ind}for i{p} in {loop}(n{p}):")
-        ind += "    "
-        for ax in self.outer[1:]:
-            self.lines.append(f"{ind}for i{ax} in range(n{ax}):")
             ind += "    "
+        for ax in self.outer[1:]:
+            if row_parts and ax == self.outer[-1]:
+                blocked_at = ind + "    "
+                ind = self.open_blocked(ind, f"j{ax}", "0", f"n{ax}", row_parts, idx=f"i{ax}")
+            else:
+                self.lines.append(f"{ind}for i{ax} in range(n{ax}):")
+                ind += "    "
         self.emit_loops(ind)
+        if blocked_at is not None:
+            self.close_blocked(blocked_at, row_parts)
         ind = "    "
         for e in self.accs:
             v = e.outputs[0].id
+            part = f"w{v}" if self.wide(e) else f"acc{v}"
             if parallel:
-                self.lines.append(f"{ind}    p{v}[c] = acc{v}")
+                self.lines.append(f"{ind}    p{v}[c] = {part}")
             else:
-                self.lines.append(f"{ind}    p{v} = {self.reduce_step(e, f'p{v}', f'acc{v}')}")
+                self.lines.append(f"{ind}    p{v} = {self.chunk_step(e, f'p{v}', part)}")
         for e in self.accs:
             v = e.outputs[0].id
+            # a float32 sum's total is in float64 (w: the type it had inside the loop)
+            t, init = (f"w{v}", "np.float64(0)") if self.wide(e) else (f"acc{v}", self.init(e))
             if parallel:
-                self.lines.append(f"{ind}acc{v} = {self.init(e)}")
+                self.lines.append(f"{ind}{t} = {init}")
                 self.lines.append(f"{ind}for c in range(nch):")
-                step = self.reduce_step(e, f"acc{v}", f"p{v}[c]")
-                self.lines.append(f"{ind}    acc{v} = {step}")
-                self.lines.append(f"{ind}v{v} = acc{v}")
+                self.lines.append(f"{ind}    {t} = {self.chunk_step(e, t, f'p{v}[c]')}")
             else:
-                self.lines.append(f"{ind}v{v} = p{v}")
+                t = f"p{v}"
+            self.lines.append(f"{ind}v{v} = np.float32({t})" if self.wide(e) else
+                              f"{ind}v{v} = {t}")
             self.store(e.outputs[0], ind)
         epi = [e for e in k.eqns if k.kinds[e.outputs[0].id] == "epi"]
         self.emit_values(epi, ind)

@@ -10,7 +10,8 @@ How each plan item runs on the device:
                             tree whose result every thread reads back
     accumulators (acc)      per-thread partial -> block tree -> one partial per block; a second
                             one-block launch combines the partials (deterministic, every kind:
-                            sum, prod, and NaN-propagating max/min) and runs the epilogue
+                            sum, prod, and NaN-propagating max/min) and runs the epilogue;
+                            a float32 sum's partials are float64 (row sums' too)
     matmul step             cuBLAS through CuPy when installed, else a tiled shared-memory
                             kernel (TILE x TILE threads per block)
     layout steps            a gather kernel per step (transpose, slice, pad, rev, concatenate,
@@ -183,6 +184,18 @@ class _CudaKernelSource(KernelSource):
         self.n_shared = 0
         self.partials = {e.outputs[0].id: f"p{e.outputs[0].id}" for e in self.accs}
 
+    # float32 sums (Reduce.wide) keep every partial in float64: a thread's over its
+    # grid-stride loop, the block tree, the block partials; the total is rounded once
+    def partial_dtype(self, e) -> np.dtype:
+        return np.dtype(np.float64) if self.wide(e) else e.outputs[0].aval.dtype
+
+    def init(self, e) -> str:
+        return "np.float64(0)" if self.wide(e) else super().init(e)
+
+    def total(self, e, value: str) -> str:
+        """A reduction's value from its (float64, for a wide sum) partial."""
+        return f"np.float32({value})" if self.wide(e) else value
+
     def shared(self, dtype: np.dtype) -> str:
         """A new shared array of BLOCK values, declared at the kernel's top."""
         name = f"shm{self.n_shared}"
@@ -225,10 +238,10 @@ class _CudaKernelSource(KernelSource):
 
     def finish_row_reduce(self, e, ind: str) -> None:
         v = e.outputs[0].id
-        sh = self.shared(e.outputs[0].aval.dtype)
+        sh = self.shared(self.partial_dtype(e))
         self.lines.append(f"{ind}{sh}[tx] = r{v}")
         self.lines += _tree(sh, self.combine(e.prim), ind)
-        self.lines += [f"{ind}v{v} = {sh}[0]", f"{ind}cuda.syncthreads()"]
+        self.lines += [f"{ind}v{v} = {self.total(e, f'{sh}[0]')}", f"{ind}cuda.syncthreads()"]
 
     def _args(self) -> list[str]:
         sizes = [f"n{a}" for a in range(len(self.space))]
@@ -254,7 +267,7 @@ class _CudaKernelSource(KernelSource):
         self.emit_loops(ind + "    ")
         for e in self.accs:  # this block's partial
             v = e.outputs[0].id
-            sh = self.shared(e.outputs[0].aval.dtype)
+            sh = self.shared(self.partial_dtype(e))
             self.lines.append(f"{ind}{sh}[tx] = acc{v}")
             self.lines += _tree(sh, self.combine(e.prim), ind)
             self.lines.append(f"{ind}if tx == 0: p{v}[cuda.blockIdx.x] = {sh}[0]")
@@ -270,7 +283,7 @@ class _CudaKernelSource(KernelSource):
         shs = {}
         for e in self.accs:
             v = e.outputs[0].id
-            shs[v] = self.shared(e.outputs[0].aval.dtype)
+            shs[v] = self.shared(self.partial_dtype(e))
             self.lines += [f"{ind}acc{v} = {self.init(e)}",
                            f"{ind}for c in range(tx, nparts, BLOCK):",
                            f"{ind}    acc{v} = {self.reduce_step(e, f'acc{v}', f'p{v}[c]')}",
@@ -279,7 +292,8 @@ class _CudaKernelSource(KernelSource):
         self.lines.append(f"{ind}if tx == 0:")
         ind += "    "
         for e in self.accs:
-            self.lines.append(f"{ind}v{e.outputs[0].id} = {shs[e.outputs[0].id]}[0]")
+            self.lines.append(f"{ind}v{e.outputs[0].id} = "
+                              f"{self.total(e, f'{shs[e.outputs[0].id]}[0]')}")
             self.store(e.outputs[0], ind)
         epi = [e for e in self.k.eqns if self.k.kinds[e.outputs[0].id] == "epi"]
         self.emit_values(epi, ind)
@@ -330,7 +344,7 @@ class FusedKernel:
         outs = [alloc(v) for v in self.k.outputs]
         for v, o in zip(self.k.outputs, outs):
             env[v.id] = o
-        parts = [cuda.device_array(self.grid, e.outputs[0].aval.dtype) for e in gen.accs]
+        parts = [cuda.device_array(self.grid, gen.partial_dtype(e)) for e in gen.accs]
         args = self.sizes + ins + outs + parts
         self.mod.fn("_main")[self.grid, self.block](*args)
         if gen.accs:
@@ -342,7 +356,7 @@ class FusedKernel:
         gen = self.gen
         arrays = [_numba_type(a.aval.dtype, a.aval.ndim) for a in gen.inputs] + \
             [_numba_type(v.aval.dtype, v.aval.ndim) for v in self.k.outputs] + \
-            [_numba_type(e.outputs[0].aval.dtype, 1) for e in gen.accs]
+            [_numba_type(gen.partial_dtype(e), 1) for e in gen.accs]
         main = [nt.int64] * len(self.sizes) + arrays
         return {"_main": main, **({"_fin": main + [nt.int64]} if gen.accs else {})}
 

@@ -47,7 +47,10 @@ def _public(module) -> dict:
     if names is not None:
         return {n: getattr(module, n) for n in names}
     return {n: v for n, v in vars(module).items() if not n.startswith("_") and callable(v)
-            and getattr(v, "__module__", None) == module.__name__}
+            and getattr(v, "__module__", None) == module.__name__ and n not in _HELPERS}
+
+
+_HELPERS = {"wrap"}  # the modules' wrapper factories, not NumPy functions
 
 
 NAMESPACE: dict = {}

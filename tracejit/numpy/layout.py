@@ -96,6 +96,11 @@ def broadcast_to(x, shape):
     return x if tuple(x.shape) == shape else broadcast_p.bind(x, shape=shape)
 
 
+def copy(x, order="K"):
+    """np.copy: traced values are never modified in place, so a tracer is its own copy."""
+    return x if isinstance(x, Tracer) else np.copy(x, order=order)
+
+
 def zeros_like(x, dtype=None):
     return full_like(x, 0, dtype)
 

@@ -8,10 +8,12 @@ operators, array methods).
 from __future__ import annotations
 
 import builtins
+import sys
 import types
 
 import numpy as np
 
+from ..errors import public_name
 from ..tracing import Tracer, unsupported
 
 # ufunc.reduce is the reduction of the same meaning
@@ -24,6 +26,8 @@ _COMPARE_OPS = {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greate
 _METHODS = ("sum", "mean", "max", "min", "prod", "var", "std", "argmax", "argmin", "reshape",
             "transpose", "squeeze", "astype", "clip", "ravel", "flatten", "swapaxes", "dot",
             "round")
+# ufuncs of other libraries that mean a function of the namespace
+_FOREIGN_UFUNCS = {("scipy.special", "expit"): "sigmoid"}
 
 
 def dispatch_tables(namespace: dict) -> tuple[dict, dict]:
@@ -57,12 +61,16 @@ def install(namespace: dict, by_name: tuple = ()) -> None:
             return namespace[_REDUCE_OF[ufunc]](inputs[0], axis=kwargs.get("axis", 0),
                                                 keepdims=kwargs.get("keepdims", False))
         fn = ufuncs.get(ufunc)
-        if fn is None and ufunc.__name__ in by_name:
+        if fn is None and ufunc.__name__ in by_name and ufunc_module(ufunc) == "scipy.special":
             fn = namespace[ufunc.__name__]
+        if fn is None:
+            fn = namespace.get(_FOREIGN_UFUNCS.get((ufunc_module(ufunc), ufunc.__name__)))
         if fn is None or method != "__call__" or builtins.any(
                 k not in ("dtype", "casting") for k in kwargs):
-            name = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
-            raise unsupported(name)
+            module = ufunc_module(ufunc)
+            name = {"numpy": "np.", "ufunc": "the ufunc "}.get(module, module + ".") + \
+                ufunc.__name__
+            raise unsupported(name + ("" if method == "__call__" else f".{method}"))
         out = fn(*inputs)
         return namespace["astype"](out, kwargs["dtype"]) if kwargs.get("dtype") else out
 
@@ -96,7 +104,16 @@ def install(namespace: dict, by_name: tuple = ()) -> None:
 
 def numpy_name(func) -> str:
     """np.cumsum, np.fft.fft, np.linalg.norm: the name the user wrote (public submodule kept)."""
-    name = getattr(func, "__name__", str(func))
-    parts = (getattr(func, "__module__", None) or "numpy").split(".")
-    sub = [p for p in parts[1:2] if not p.startswith("_")]
-    return ".".join(["np", *sub, name])
+    return public_name(func) if getattr(func, "__module__", None) else \
+        f"np.{getattr(func, '__name__', func)}"
+
+
+def ufunc_module(ufunc) -> str:
+    """Where a ufunc comes from (ufuncs carry no __module__): 'numpy', 'scipy.special' (found
+    among the loaded modules), else 'ufunc'."""
+    if getattr(np, ufunc.__name__, None) is ufunc:
+        return "numpy"
+    for module in ("scipy.special",):
+        if getattr(sys.modules.get(module), ufunc.__name__, None) is ufunc:
+            return module
+    return "ufunc"

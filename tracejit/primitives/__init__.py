@@ -37,10 +37,13 @@ LOOP, STEP = "loop", "step"
 class Reduce:
     """How a backend emits a reduction: the start value for a dtype and the combine step.
     `lanes`: a CPU row reduction keeps a vector of partials (LLVM cannot reorder a NaN-exact
-    max, but independent chains vectorize); False where LLVM vectorizes the combine itself."""
+    max, but independent chains vectorize); False where LLVM vectorizes the combine itself.
+    `wide`: float32 partials are carried in float64 (a sum, whose float32 rounding error grows
+    with its length; a max is exact)."""
     identity: Callable[[np.dtype], Any]  # e.g. lambda dtype: 0; a Python scalar
     combine: str                         # e.g. "({acc} + {x})"
     lanes: bool = True
+    wide: bool = False
 
 
 @dataclass(eq=False)
@@ -61,6 +64,12 @@ class Primitive:
     # per input, where its cotangent can be nonzero ((g, out, *inputs) -> bool arrays or
     # None): autodiff keeps cotangents exact zeros outside (NaN-safe where; see autodiff.py)
     masks: Callable[..., tuple] | None = None
+    # algebraic simplification: (inputs, output aval, producer) -> an atom equal to the
+    # output, or None; producer(atom) is the equation that computed an input (or None)
+    rewrite: Callable[..., Any] | None = None
+    # the output is the input broadcast to a shape: an elementwise consumer may read the
+    # input instead (implicit broadcasting, passes.algebraic)
+    broadcasts: bool = False
     fusion: str | Callable[[Any], str] = STEP   # LOOP, STEP, or eqn -> LOOP | STEP
     cheap: bool = False     # cheaper to recompute in a later pass over a row than to stash
     view: Callable[..., Any] | None = None  # no-copy impl (the result may alias the input)
@@ -76,9 +85,9 @@ class Primitive:
     # (eqn, operand 0's name, index_at, output index names) -> the scalar expression, where
     # index_at(axis map) is operand 1's expression placed on those loop axes
     load: Callable[..., str] | None = None
-    # input positions that may be given any shape broadcastable to the one the rule expects
-    # (passes feed them a broadcast's source: a scatter's updates)
-    broadcasts: tuple[int, ...] = ()
+    # input positions that may be given any shape (of the same rank) broadcastable to the one
+    # the rule expects (passes feed them a broadcast's source: a scatter's updates)
+    broadcast_inputs: tuple[int, ...] = ()
     # CPU step: the body of `def step(o, x0, x1, ...)` filling o in one serial pass (a
     # scatter in index order), compiled with Numba instead of running `impl`
     serial: Callable[[Any], list[str]] | None = None
@@ -134,6 +143,18 @@ def _find_trace(args):
         if t is not None and (best is None or t.level > best.level):
             best = t
     return best
+
+
+def is_const(a: Any, value: float) -> bool:
+    """`a` is a scalar literal equal to `value` (for rewrite rules)."""
+    return isinstance(a, Literal) and a.is_scalar and a.val == value
+
+
+def keep_if(x: Any, out: Aval, other: Any, unit: float) -> Any:
+    """`x` when `other` is the constant `unit` and `x` already has the output's aval: the
+    x*1, x/1, x-0 rewrites."""
+    return x if is_const(other, unit) and getattr(x, "aval", None) == out and \
+        not isinstance(x, Literal) else None
 
 
 def is_float(dtype: np.dtype) -> bool:

@@ -13,7 +13,20 @@ import numpy as np
 
 from ..errors import ShapeError, user_error
 from ..ir import Aval
-from . import ANY, BINARY, LOOP, NONZERO, POSITIVE, SELECT, SMOOTH, UNARY, UNIT, defprim, is_float
+from . import (
+    ANY,
+    BINARY,
+    LOOP,
+    NONZERO,
+    POSITIVE,
+    SELECT,
+    SMOOTH,
+    UNARY,
+    UNIT,
+    defprim,
+    is_float,
+    keep_if,
+)
 
 
 def broadcast_shapes(*shapes: tuple[int, ...], op: str = "") -> tuple[int, ...]:
@@ -74,8 +87,13 @@ def _gpu_rint(dtype: np.dtype) -> str:
 
 
 # ----- unary -----
+def _neg_neg(ins, out, producer):
+    p = producer(ins[0])
+    return p.inputs[0] if p is not None and p.prim is neg_p else None
+
+
 neg_p = _unary("neg", np.negative, lambda g, out, x: (-g,), "(-{0})", ("negative",),
-               cheap=True)
+               cheap=True, rewrite=_neg_neg)  # neg(neg x) -> x
 exp_p = _unary("exp", np.exp, lambda g, out, x: (g * out,), "math.exp({0})", ("exp",),
                domain=SMOOTH, emit_for=_cpu("exp"))
 expm1_p = _unary("expm1", np.expm1, lambda g, out, x: (g * (out + 1),), "math.expm1({0})",
@@ -145,10 +163,10 @@ convert_p = defprim("convert", UNARY, shape=_convert_shape,
 
 # ----- binary -----
 def _binary(name, impl, vjp, emit, numpy=(), domain=ANY, out_dtype=None, cheap=False,
-            emit_for=None, masks=None):
+            emit_for=None, **kw):
     return defprim(name, BINARY, shape=_binary_shape(name, out_dtype), impl=impl, vjp=vjp,
                    emit=emit, numpy=numpy, domain=domain, fusion=LOOP, cheap=cheap,
-                   emit_for=emit_for or {}, masks=masks)
+                   emit_for=emit_for or {}, **kw)
 
 
 def _pow_vjp(g, out, x, y):
@@ -177,11 +195,14 @@ MIN_EMIT = "({0} if ({0} < {1} or {0} != {0}) else {1})"
 add_p = _binary("add", np.add, lambda g, out, x, y: (g, g), "({0} + {1})", ("add",),
                 cheap=True)
 sub_p = _binary("sub", np.subtract, lambda g, out, x, y: (g, -g), "({0} - {1})", ("subtract",),
-                cheap=True)
+                cheap=True, rewrite=lambda ins, out, _: keep_if(ins[0], out, ins[1], 0))
 mul_p = _binary("mul", np.multiply, lambda g, out, x, y: (g * y, g * x), "({0} * {1})",
-                ("multiply",), cheap=True)
+                ("multiply",), cheap=True,
+                rewrite=lambda ins, out, _: keep_if(ins[0], out, ins[1], 1) or keep_if(
+                    ins[1], out, ins[0], 1))
 div_p = _binary("div", np.divide, lambda g, out, x, y: (g / y, -(g * out) / y), "({0} / {1})",
-                ("divide", "true_divide"), domain=NONZERO)
+                ("divide", "true_divide"), domain=NONZERO,
+                rewrite=lambda ins, out, _: keep_if(ins[0], out, ins[1], 1))
 pow_p = _binary("pow", np.power, _pow_vjp, "({0} ** {1})", ("power",), domain=POSITIVE,
                 emit_for={"numba_cpu": "vm.pow({0}, {1})"})
 # where each side's cotangent can be nonzero (see autodiff: NaN-safe masks)

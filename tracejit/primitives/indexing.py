@@ -216,7 +216,7 @@ def _scatter_serial(e) -> list[str]:
 
 scatter_p = defprim("scatter", INDEX, shape=_scatter_shape, impl=_scatter_impl,
                     vjp=_scatter_vjp, domain=ANY, fusion=STEP, gather=_scatter_gather,
-                    broadcasts=(2,), serial=_scatter_serial)
+                    broadcast_inputs=(2,), serial=_scatter_serial)
 
 
 # ----- take_along (np.take_along_axis) -----

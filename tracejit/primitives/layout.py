@@ -45,7 +45,7 @@ def _broadcast_src(e) -> list[str]:
 broadcast_p = defprim("broadcast", LAYOUT, shape=_broadcast_shape,
                       impl=lambda x, shape: np.broadcast_to(x, shape).copy(),
                       vjp=lambda g, out, x, shape: (g,),  # autodiff sums it back (unbroadcast)
-                      domain=ANY, emit="{0}", fusion=LOOP,
+                      domain=ANY, emit="{0}", fusion=LOOP, broadcasts=True,
                       cheap=True, view=lambda x, shape: np.broadcast_to(x, shape),
                       gather=_reads(_broadcast_src))
 

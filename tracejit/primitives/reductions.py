@@ -69,7 +69,8 @@ def _highest(dtype: np.dtype):
 # NaN-exact max/min and prod keep vector lanes of partials in a row (Reduce.lanes)
 reduce_sum_p = defprim("reduce_sum", REDUCE, numpy=("sum",),
                        shape=_reduce_shape, impl=_np_reduce(np.sum),
-                       vjp=_sum_vjp, emit=Reduce(lambda dtype: 0, "({acc} + {x})", lanes=False),
+                       vjp=_sum_vjp, emit=Reduce(lambda dtype: 0, "({acc} + {x})", lanes=False,
+                                                 wide=True),
                        emit_for={"numba_cpu": "vm.radd({acc}, {x})"}, domain=ANY, fusion=LOOP)
 reduce_max_p = defprim("reduce_max", REDUCE, numpy=("max", "amax"),
                        shape=_reduce_shape, impl=_np_reduce(np.max),
