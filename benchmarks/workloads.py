@@ -41,7 +41,8 @@ class NotApplicable(Exception):
 # Losses, written once against an ops namespace F.
 #
 # F provides: tanh, sin, exp, log, round, sum(x, axis=None), mean(x), amax(x, axis, keepdims),
-# stop_gradient. Arithmetic and @ are the array type's own operators.
+# stop_gradient, pick(L, labels) = L[arange(n), labels], rows(E, idx) = E[idx] (W7, W8:
+# defined with their data and hand-written peers in workloads_index.py). Arithmetic and @ are the array type's own operators.
 
 
 def loss_w1(F, x):
@@ -265,6 +266,8 @@ WORKLOADS: dict[str, Workload] = {
         lambda q: data_w10(_size(q, N_BIG, 1_000_000)), "x", lambda d: 1,
         funcs=("tanh", "sin", "cos"), transform="hvp", loss_args=("x",)),
 }
+# W7, W8 (gathers and scatters) are added to WORKLOADS, NUMBA_BUILDERS and PEERS by
+# workloads_index.py, imported at the end of this module
 
 
 
@@ -539,6 +542,7 @@ def _numba_w5(m, parallel):
     return tanh_inplace, resid
 
 
+NUMBA_CALLABLES: dict = {}  # key -> (kernel, data, prealloc) -> callable (workloads_index)
 NUMBA_BUILDERS = {"w1": _numba_w1, "w2": _numba_w2, "w3": _numba_w3, "w4": _numba_w4,
                   "w5": _numba_w5}
 
@@ -579,6 +583,8 @@ def build_numba(variant: str) -> Callable[[Workload, dict], Built]:
 def _numba_callable(key: str, kernel, d: dict, prealloc: bool) -> Callable[[], Any]:
     from numba import njit
 
+    if key in NUMBA_CALLABLES:
+        return NUMBA_CALLABLES[key](kernel, d, prealloc)
     if key == "w1" or key == "w4":
         ins = (d["x"],) if key == "w1" else (d["x"], d["t"])
         if prealloc:
@@ -652,7 +658,8 @@ def _jax_ops(jnp, jax):
         tanh=jnp.tanh, sin=jnp.sin, exp=jnp.exp, log=jnp.log, round=jnp.round,
         sum=lambda x, axis=None: jnp.sum(x, axis=axis), mean=jnp.mean,
         amax=lambda x, axis, keepdims: jnp.max(x, axis=axis, keepdims=keepdims),
-        stop_gradient=jax.lax.stop_gradient)
+        stop_gradient=jax.lax.stop_gradient,
+        pick=lambda L, labels: L[jnp.arange(L.shape[0]), labels], rows=lambda E, idx: E[idx])
 
 
 def build_jax(wl: Workload, data: dict) -> Built:
@@ -682,7 +689,8 @@ def _torch_ops(torch):
         sum=lambda x, axis=None: torch.sum(x) if axis is None else torch.sum(x, dim=axis),
         mean=torch.mean,
         amax=lambda x, axis, keepdims: torch.amax(x, dim=axis, keepdim=keepdims),
-        stop_gradient=lambda x: x.detach())
+        stop_gradient=lambda x: x.detach(),
+        pick=lambda L, labels: L[torch.arange(L.shape[0]), labels], rows=lambda E, idx: E[idx])
 
 
 def _build_torch(wl: Workload, data: dict, compiled: bool) -> Built:
@@ -787,7 +795,8 @@ def _tracejit_ops(tj):
         tanh=np.tanh, sin=np.sin, exp=np.exp, log=np.log, round=np.round,
         sum=lambda x, axis=None: np.sum(x, axis=axis), mean=np.mean,
         amax=lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
-        stop_gradient=tj.stop_gradient)
+        stop_gradient=tj.stop_gradient,
+        pick=lambda L, labels: L[np.arange(L.shape[0]), labels], rows=lambda E, idx: E[idx])
 
 
 def tracejit_loss(wl: Workload):
@@ -934,3 +943,8 @@ def configure_threads(peer_names, n: int) -> dict[str, str]:
         except Exception as exc:  # noqa: BLE001 - informational only
             out[name] = f"? ({type(exc).__name__})"
     return out
+
+
+from .workloads_index import register as _register_index  # noqa: E402
+
+_register_index()

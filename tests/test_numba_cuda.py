@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from helpers import assert_same, sample
 from hypothesis import given, settings
-from test_primitives import (FORWARD_CASES, GRAD_CASES, NAN_INF_CASES, make_input,
-                             prim_cases, prim_loss)
+from test_primitives import (FORWARD_CASES, GRAD_CASES, NAN_INF_CASES, float_argnums,
+                             make_input, prim_cases, prim_loss)
 from test_random_programs import check_program, programs
 
 import tracejit as tj
@@ -128,7 +128,7 @@ def test_primitive_matches_interpreter(name, specs, params, dtype):
     if prim.vjp is None or name in ("and", "or", "logical_not") or prim.kind == SELECT:
         return
     loss = prim_loss(prim, params)
-    argnums = tuple(range(len(args)))
+    argnums = float_argnums(args)
     want = tj.value_and_grad(loss, argnums=argnums, backend="interpreter")(*args)
     got = tj.value_and_grad(loss, argnums=argnums, device=CUDA)(*args)
     assert_close(got[0], want[0], dtype)  # a float64 sum of `dtype` values

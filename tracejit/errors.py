@@ -34,6 +34,10 @@ class UnsupportedError(TracejitError, NotImplementedError):
     """A NumPy function or argument combination tracejit does not trace."""
 
 
+class OutOfBoundsError(TracejitError, IndexError):
+    """An integer index outside its axis (NumPy raises IndexError too)."""
+
+
 class ArgnumsError(TracejitError, ValueError):
     """`argnums` out of range, or pointing at an argument that cannot be differentiated."""
 

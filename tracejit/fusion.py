@@ -137,6 +137,9 @@ class _Builder:
             k.amaps[out.id] = (None,) * out.aval.ndim
             k.kinds[out.id] = "epi"
             return
+        if e.prim.load is not None and any(self.operand_map(a) is not None
+                                           for a in e.inputs):
+            raise _Reject  # a gather reads its operands at any index: from memory only
         if is_view_reshape(e):
             src = e.inputs[0]
             if not (isinstance(src, Var) and src.id in k.amaps):

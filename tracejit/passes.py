@@ -1,5 +1,6 @@
 """Clean-up passes, each a pure Graph -> Graph rewrite: stop_gradient erasure, algebraic
-simplification, common-subexpression elimination and dead-code elimination."""
+simplification, gather sinking, common-subexpression elimination and dead-code
+elimination."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from .primitives import ELEMENTWISE, LAYOUT
 
 def simplify(graph: Graph) -> Graph:
     """The pipeline run before fusion: erase, simplify, CSE, then DCE."""
-    return dce(cse(algebraic(erase_identities(inline_calls(graph)))))
+    return dce(cse(sink_gathers(algebraic(erase_identities(inline_calls(graph))))))
 
 
 @dataclass
@@ -91,7 +92,15 @@ def _fold(e: Eqn, ins) -> Atom | None:
 def _implicit_broadcasts(e: Eqn, ins, producers: dict[int, Eqn]) -> tuple:
     """Elementwise ops broadcast by themselves: feed them the input of a broadcasting
     equation (a primitive declared `broadcasts`), or a size-1 literal as a scalar, when the
-    output shape stays the same."""
+    output shape stays the same; so do a primitive's `broadcast_inputs` (a scatter's
+    updates), when the rank stays the same."""
+    if e.prim.broadcast_inputs:
+        ins = list(ins)
+        for i in e.prim.broadcast_inputs:
+            p = producers.get(ins[i].id) if isinstance(ins[i], Var) else None
+            if p is not None and p.prim.broadcasts and p.inputs[0].aval.ndim == ins[i].aval.ndim:
+                ins[i] = p.inputs[0]
+        return tuple(ins)
     if e.prim.kind not in ELEMENTWISE:
         return ins
     out_shape = e.outputs[0].aval.shape
@@ -124,6 +133,74 @@ def algebraic(graph: Graph) -> Graph:
             producers[e.outputs[0].id] = Eqn(e.prim, ins, e.params, e.outputs, e.where)
         return out or ins
     return _substitute(graph, rule)
+
+
+def sink_gathers(graph: Graph, depth: int = 4) -> Graph:
+    """A loop-fused gather (a primitive with `load`: take_along) of an elementwise result
+    reads the operands instead: take_along(z - m, idx) -> take_along(z, idx) - m when m is
+    constant along the axis. The loop nest then reads the gathered elements from memory
+    (`L[i, labels[i]]`) rather than needing the whole `z` computed first, so the row gather
+    of cross-entropy joins the row loop. Up to `depth` elementwise levels are recomputed at
+    the gathered positions only."""
+    producer: dict[int, Eqn] = {}
+    rename: dict[int, Atom] = {}
+    eqns: list[Eqn] = []
+
+    def sub(a: Atom) -> Atom:
+        return rename.get(a.id, a) if isinstance(a, Var) else a
+
+    for e in graph.eqns:
+        ins = tuple(map(sub, e.inputs))
+        if ins != e.inputs:
+            e = Eqn(e.prim, ins, e.params, e.outputs, e.where)
+        if e.prim.load is not None:
+            made: list[Eqn] = []
+            out = _sunk(e, ins[0], producer, made, depth)
+            if out is not None:
+                eqns.extend(made)
+                rename[e.outputs[0].id] = out
+                continue
+        eqns.append(e)
+        producer.update((v.id, e) for v in e.outputs)
+    return Graph(graph.inputs, eqns, [sub(o) for o in graph.outputs])
+
+
+def _sunk(e: Eqn, x: Atom, producer: dict, made: list, depth: int) -> Var | None:
+    """The gather `e` applied to x's elementwise producer's operands (equations appended to
+    `made`), or None where that does not apply."""
+    from .primitives.layout import reshape_p
+    p = producer.get(x.id) if isinstance(x, Var) else None
+    idx = e.inputs[1]
+    if p is None or p.prim.kind not in ELEMENTWISE or len(p.outputs) != 1 or depth == 0 or \
+            not x.aval.ndim == idx.aval.ndim == e.outputs[0].aval.ndim:
+        return None  # (only a rank-keeping gather: each output element reads one place)
+    axis, r = e.params["axis"], x.aval.ndim
+    new_ins = []
+    for a in p.inputs:
+        d = axis - (r - a.aval.ndim)
+        if d < 0 or a.aval.shape[d] == 1:  # constant along the axis: used as it is
+            new_ins.append(a)
+            continue
+        if a.aval.ndim < r:
+            shape = (1,) * (r - a.aval.ndim) + a.aval.shape
+            (aval,) = reshape_p.abstract_eval(a.aval, shape=shape)
+            made.append(Eqn(reshape_p, (a,), {"shape": shape}, (Var(aval),), e.where))
+            a = made[-1].outputs[0]
+        g = Eqn(e.prim, (a, idx), e.params, (), e.where)
+        inner = _sunk(g, a, producer, made, depth - 1)
+        if inner is None:
+            (aval,) = e.prim.abstract_eval(a.aval, idx.aval, **e.params)
+            made.append(Eqn(e.prim, (a, idx), e.params, (Var(aval),), e.where))
+            inner = made[-1].outputs[0]
+        new_ins.append(inner)
+    try:
+        (aval,) = p.prim.abstract_eval(*[a.aval for a in new_ins], **p.params)
+    except Exception:  # noqa: BLE001  (operands that no longer broadcast: keep the gather)
+        return None
+    if aval != e.outputs[0].aval:
+        return None
+    made.append(Eqn(p.prim, tuple(new_ins), p.params, (Var(aval),), e.where))
+    return made[-1].outputs[0]
 
 
 def _key(a: Atom):

@@ -128,6 +128,11 @@ class KernelSource:
     def expr(self, e) -> str:
         out = e.outputs[0]
         amap = self.k.amaps[out.id]
+        if e.prim.load is not None:  # operand 0 (in memory) read at a loaded index
+            x = e.inputs[0]
+            out_ix = [f"i{ax}" if ax is not None else "0" for ax in amap]
+            return e.prim.load(e, self.in_names[self.key(x)],
+                               lambda sub: self.operand(e.inputs[1], tuple(sub)), out_ix)
         args = [self.operand(a, amap) for a in e.inputs]
         if e.prim.kind == REDUCE:  # over size-1 dims only: a copy
             return args[0]

@@ -205,6 +205,16 @@ class CompiledKernel(TieredKernel):
 
 
 # ----- driver -----
+def serial_step(e):
+    """A step whose primitive gives a serial loop body (`serial`: a scatter in index
+    order): its njit function, from the disk cache."""
+    from . import kernel_cache
+    args = ", ".join(f"x{k}" for k in range(len(e.inputs)))
+    body = "\n".join("    " + line for line in e.prim.serial(e))
+    source = "\n".join(["import math", "import numpy as np", "from numba import njit", "",
+                        f"@njit({_FLAGS})", f"def step(o, {args}):", body, "    return 0", ""])
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return kernel_cache.load(source, digest).step
 
 
 class Executable:
@@ -244,6 +254,17 @@ class Executable:
 
         kernels = iter(self.kernels)
         for item in self.items:
+            if isinstance(item, fusion.Step) and item.eqn.prim.serial is not None:
+                e, out = item.eqn, item.eqn.outputs[0]
+                key = f"S{len(glb)}"
+                glb[key] = serial_step(e)
+                args = [f"{ref(a)}.reshape(1)" if a.aval.ndim == 0 else ref(a)
+                        for a in e.inputs]
+                names[out.id] = f"t{out.id}"
+                lines.append(f"    t{out.id} = _empty({out.aval.shape or (1,)!r}, "
+                             f"np.{out.aval.dtype.name})")
+                lines.append(f"    {key}(t{out.id}, {', '.join(args)})")
+                continue
             if isinstance(item, fusion.Step):
                 e = item.eqn
                 key = f"S{len(glb)}"

@@ -453,6 +453,9 @@ class Step:
     def __call__(self, cuda, env: dict, alloc) -> None:
         e, out = self.e, self.e.outputs[0]
         xs = [env[a.id if isinstance(a, Var) else ("lit", id(a))] for a in e.inputs]
+        if e.prim.host_check is not None:  # e.g. an index bounds check: a kernel can't raise
+            e.prim.host_check(*[x.copy_to_host().reshape(a.aval.shape)
+                                for x, a in zip(xs, e.inputs)], **e.params)
         if e.prim.same_order and xs[0].is_c_contiguous():
             env[out.id] = xs[0].reshape(out.aval.shape or (1,))
             return

@@ -8,9 +8,13 @@ the modules below, and the wrappers of primitives are generated from the registr
     elementwise  one generated wrapper per `numpy=` name of a primitive, and composites
     reductions   sum prod max min mean var std argmax argmin
     layout       reshape transpose squeeze broadcast_to concatenate stack ...
-    indexing     x[...] with ints, slices, None and Ellipsis
+    indexing     x[...]: basic and integer-array indexing; take, take_along_axis
+    updates      x.at[idx].set/add/multiply/min/max, x[idx] = v, np.add.at
     contraction  matmul dot outer inner
     ml           sigmoid relu softplus logsumexp softmax log_softmax
+    numerical    flip roll tile pad cumsum sort diff diagonal nansum average logaddexp ...
+    special      scipy.special's expit logit erf erfc log_ndtr xlogy xlog1py
+    einsum       einsum tensordot linalg.norm
     protocols    __array_ufunc__ / __array_function__ tables and operators on tracers
 
 A plain NumPy call on a tracer reaches the function of the same name here.
@@ -18,9 +22,23 @@ A plain NumPy call on a tracer reaches the function of the same name here.
 from __future__ import annotations
 
 from ..primitives import BINARY, REDUCE, UNARY, on_register
-from . import contraction, elementwise, indexing, layout, ml, promotion, protocols, reductions
+from . import (
+    contraction,
+    einsum,
+    elementwise,
+    indexing,
+    layout,
+    ml,
+    numerical,
+    promotion,
+    protocols,
+    reductions,
+    special,
+    updates,
+)
 
-MODULES = (elementwise, reductions, layout, indexing, contraction, ml)
+MODULES = (elementwise, reductions, layout, indexing, updates, contraction, ml, numerical,
+           special, einsum)
 
 
 def _public(module) -> dict:
@@ -39,7 +57,7 @@ NAMESPACE: dict = {}
 for _m in (promotion, *MODULES):
     NAMESPACE.update(_public(_m))
 globals().update(NAMESPACE)
-protocols.install(NAMESPACE)
+protocols.install(NAMESPACE, by_name=special.SCIPY_UFUNCS)
 __all__ = sorted(NAMESPACE)  # noqa: PLE0605  (generated)
 _WRAP = {UNARY: elementwise.wrap, BINARY: elementwise.wrap, REDUCE: reductions.wrap}
 
@@ -52,7 +70,7 @@ def _add_primitive(prim) -> None:
         if name not in __all__:
             __all__.append(name)
     if prim.numpy:
-        protocols.install(NAMESPACE)
+        protocols.install(NAMESPACE, by_name=special.SCIPY_UFUNCS)
 
 
 on_register(_add_primitive)

@@ -30,7 +30,7 @@ def dtype_of(x: Any) -> Any:
 
 @functools.lru_cache(maxsize=4096)
 def _result_dtype_cached(ufunc, keys: tuple) -> np.dtype:
-    probes = [k[1] if k[0] == "py" else np.ones((), k[1]) for k in keys]
+    probes = [k[1](1) if k[0] == "py" else np.ones((), k[1]) for k in keys]
     with np.errstate(all="ignore"):
         out = ufunc(*probes)
     return (out[0] if isinstance(out, tuple) else out).dtype
@@ -38,7 +38,9 @@ def _result_dtype_cached(ufunc, keys: tuple) -> np.dtype:
 
 def result_dtype(ufunc, *xs) -> np.dtype:
     """NumPy's output dtype of `ufunc` on these operands (Python scalars weak)."""
-    keys = tuple(("py", type(x)(1)) if isinstance(x, PY_SCALARS) else ("dt", np.dtype(x))
+    # keyed on the scalar's type: ("py", 1) == ("py", 1.0) == ("py", True) as dict keys,
+    # so keying on a probe value let an int scalar reuse a float scalar's cached result
+    keys = tuple(("py", type(x)) if isinstance(x, PY_SCALARS) else ("dt", np.dtype(x))
                  for x in map(dtype_of, xs))
     return _result_dtype_cached(ufunc, keys)
 

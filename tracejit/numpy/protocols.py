@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import sys
+import types
 
 import numpy as np
 
@@ -33,24 +34,35 @@ def dispatch_tables(namespace: dict) -> tuple[dict, dict]:
     """({np ufunc: function}, {np function: function}) for the namespace's NumPy names."""
     ufuncs, functions = {}, {}
     for name, fn in namespace.items():
+        if isinstance(fn, types.SimpleNamespace):  # a submodule: tnp.linalg -> np.linalg
+            sub = getattr(np, name, None)
+            functions.update((getattr(sub, k), f) for k, f in vars(fn).items()
+                             if callable(getattr(sub, k, None)))
+            continue
         target = getattr(np, name, None)
         if callable(target):
             (ufuncs if isinstance(target, np.ufunc) else functions)[target] = fn
     return ufuncs, functions
 
 
-def install(namespace: dict) -> None:
-    """Route NumPy's protocols and Python's operators on tracers to `namespace`."""
+def install(namespace: dict, by_name: tuple = ()) -> None:
+    """Route NumPy's protocols and Python's operators on tracers to `namespace`; ufuncs of
+    other libraries named in `by_name` (scipy.special.expit) go to the function of that
+    name."""
     ufuncs, functions = dispatch_tables(namespace)
 
     def apply_ufunc(self, ufunc, method, *inputs, **kwargs):
         if kwargs.get("out") is not None:
             raise unsupported(f"np.{ufunc.__name__}(..., out=...)",
                               "return the result instead of writing into `out`.")
+        if method == "at" and "ufunc_at" in namespace:
+            return namespace["ufunc_at"](ufunc, *inputs)
         if method == "reduce" and ufunc in _REDUCE_OF:
             return namespace[_REDUCE_OF[ufunc]](inputs[0], axis=kwargs.get("axis", 0),
                                                 keepdims=kwargs.get("keepdims", False))
         fn = ufuncs.get(ufunc)
+        if fn is None and ufunc.__name__ in by_name and ufunc_module(ufunc) == "scipy.special":
+            fn = namespace[ufunc.__name__]
         if fn is None:
             fn = namespace.get(_FOREIGN_UFUNCS.get((ufunc_module(ufunc), ufunc.__name__)))
         if fn is None or method != "__call__" or builtins.any(
@@ -81,6 +93,9 @@ def install(namespace: dict) -> None:
     Tracer.__abs__ = lambda a: namespace["absolute"](a)
     Tracer.__invert__ = lambda a: namespace["logical_not"](a)
     Tracer.__getitem__ = lambda a, idx: namespace["getitem"](a, idx)
+    if "setitem" in namespace:
+        Tracer.__setitem__ = lambda a, idx, v: namespace["setitem"](a, idx, v)
+        Tracer.at = property(lambda a: namespace["index_at"](a))
     Tracer.T = property(lambda a: namespace["transpose"](a))
     for name in _METHODS:
         fn = namespace[name]

@@ -45,7 +45,9 @@ def wrap(prim, name: str):
         # NumPy's accumulator dtype: sum/prod of ints and bools widen, max/min keep it
         x = astype(x, dtype if dtype is not None else np_fn(np.ones(1, x.dtype)).dtype)
         if where is not None:  # masked-out elements count as the identity (or `initial`)
-            fill = initial if initial is not None else np_fn(np.ones(0, x.dtype)).item()
+            # the identity (sum: 0, prod: 1); max/min have none: `initial` (combined below
+            # too, which for them changes nothing)
+            fill = np_fn(np.ones(0, x.dtype)).item() if has_identity else initial
             x = select(_mask_like(where, x), x, fill)
         out = prim.bind(x, axes=axes) if axes else x
         if initial is not None:

@@ -7,7 +7,8 @@ emitted for it (`emit`, with per-backend overrides in `emit_for`), how fusion tr
 NumPy form for CPU steps (`view`) and a gather loop body for GPU steps (`gather`).
 
 Kinds: UNARY/BINARY/SELECT are elementwise; REDUCE reduces over `axes` keeping them as size-1
-dims (keepdims=False is a reshape after it); LAYOUT moves data; CONTRACT is matmul.
+dims (keepdims=False is a reshape after it); LAYOUT moves data; CONTRACT is matmul; INDEX reads or updates at
+integer index arrays (gathers and scatters: an operand, its indices, maybe updates).
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ import numpy as np
 from ..errors import ShapeError, user_error
 from ..ir import Aval, Literal
 
-UNARY, BINARY, SELECT, REDUCE, LAYOUT, CONTRACT = (
-    "unary", "binary", "select", "reduce", "layout", "contract")
+UNARY, BINARY, SELECT, REDUCE, LAYOUT, CONTRACT, INDEX = (
+    "unary", "binary", "select", "reduce", "layout", "contract", "index")
 ELEMENTWISE = (UNARY, BINARY, SELECT)
 
 # where tests sample inputs for a primitive (name -> (low, high) and a rule)
@@ -89,6 +90,19 @@ class Primitive:
     same_order: bool = False
     # GPU step: lines computing o[i0, ...] from inputs x0, x1, ... (t: the flat index of o)
     gather: Callable[[Any], list[str]] | None = None
+    # a check on host copies of the inputs before a device step runs (an index bounds check
+    # that raises IndexError: a GPU kernel cannot raise)
+    host_check: Callable[..., Any] | None = None
+    # a fused loop reads operand 0 (in memory) at a computed index (take, take_along):
+    # (eqn, operand 0's name, index_at, output index names) -> the scalar expression, where
+    # index_at(axis map) is operand 1's expression placed on those loop axes
+    load: Callable[..., str] | None = None
+    # input positions that may be given any shape (of the same rank) broadcastable to the one
+    # the rule expects (passes feed them a broadcast's source: a scatter's updates)
+    broadcast_inputs: tuple[int, ...] = ()
+    # CPU step: the body of `def step(o, x0, x1, ...)` filling o in one serial pass (a
+    # scatter in index order), compiled with Numba instead of running `impl`
+    serial: Callable[[Any], list[str]] | None = None
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
@@ -239,4 +253,4 @@ def broadcast_shapes(*shapes: tuple[int, ...], op: str = "") -> tuple[int, ...]:
             "or 1), e.g. with reshape, expand_dims or x[:, None].") from None
 
 
-from . import contraction, elementwise, layout, reductions  # noqa: F401  (fill REGISTRY)
+from . import contraction, elementwise, indexing, layout, reductions  # noqa: F401  (fill REGISTRY)

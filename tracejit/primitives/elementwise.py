@@ -210,6 +210,33 @@ min_p = _binary("min", np.minimum, _min_vjp, MIN_EMIT, ("minimum",), cheap=True,
                 emit_for={"numba_cpu": "vm.minimum({0}, {1})"},
                 masks=lambda g, out, x, y: (le_p.bind(x, y), logical_not_p.bind(lt_p.bind(x, y))))
 
+def _erf_impl(fn):
+    def impl(x):
+        try:
+            import scipy.special as sp
+            return getattr(sp, fn)(x)
+        except ImportError:  # pragma: no cover  (scipy is optional)
+            import math
+            return np.vectorize(getattr(math, fn), otypes=[np.asarray(x).dtype])(x)
+    return impl
+
+
+_2_SQRT_PI = 1.1283791670955126
+arctan2_p = _binary("arctan2", np.arctan2, lambda g, out, y, x: (
+    g * x / (x * x + y * y), -(g * y) / (x * x + y * y)), "math.atan2({0}, {1})",
+                    ("arctan2",), domain=NONZERO)
+hypot_p = _binary("hypot", np.hypot, lambda g, out, x, y: (g * x / out, g * y / out),
+                  "math.hypot({0}, {1})", ("hypot",), domain=NONZERO)
+# d/dx copysign(x, y) = sign(x) sign(y); piecewise constant in y
+copysign_p = _binary("copysign", np.copysign, lambda g, out, x, y: (
+    g * sign_p.bind(x) * sign_p.bind(out), None), "math.copysign({0}, {1})", ("copysign",),
+                     domain=NONZERO)
+erf_p = _unary("erf", _erf_impl("erf"),
+               lambda g, out, x: (g * (_2_SQRT_PI * exp_p.bind(-(x * x))),), "math.erf({0})")
+erfc_p = _unary("erfc", _erf_impl("erfc"),
+                lambda g, out, x: (-(g * (_2_SQRT_PI * exp_p.bind(-(x * x)))),),
+                "math.erfc({0})")
+
 _BOOL = np.dtype(bool)
 _no_grad = lambda g, out, x, y: (None, None)
 lt_p = _binary("lt", np.less, _no_grad, "({0} < {1})", ("less",), out_dtype=_BOOL, cheap=True)

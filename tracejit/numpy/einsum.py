@@ -1,0 +1,171 @@
+"""einsum, tensordot and linalg.norm as composites: contractions go to matmul (BLAS), the rest
+(diagonals of repeated indices, sums of indices only one operand has, transposes) are
+layout and reduction primitives that fuse.
+
+    einsum("ij,jk->ik", a, b)   1. per operand: a repeated index takes the diagonal, an index
+                                   no one else needs is summed away
+                                2. operands contract pairwise, left to right: batch indices
+                                   (in both and the output), contracted ones (in both, not
+                                   needed later), free ones -> one batched matmul
+                                3. the result is transposed to the requested output order
+"""
+from __future__ import annotations
+
+import builtins
+import math
+from types import SimpleNamespace
+
+import numpy as np
+
+from ..errors import ShapeError, user_error
+from ..tracing import unsupported
+from .contraction import matmul
+from .elementwise import absolute, power, sqrt
+from .layout import reshape, transpose
+from .numerical import diagonal
+from .promotion import asarray, axes_of, is_concrete, result_dtype
+from .promotion import astype as _astype
+from .reductions import max as _max
+from .reductions import min as _min
+from .reductions import sum as _sum
+
+__all__ = ["einsum", "linalg", "tensordot"]
+
+
+def _parse(subscripts: str, ndims: list[int]) -> tuple[list[str], str]:
+    subscripts = subscripts.replace(" ", "")
+    if "." in subscripts:
+        raise unsupported("np.einsum with '...'", "name every axis with a letter.")
+    ins, _, out = subscripts.partition("->")
+    terms = ins.split(",")
+    if len(terms) != len(ndims) or any(len(t) != n for t, n in zip(terms, ndims)):
+        raise user_error(ShapeError, f"einsum: subscripts {subscripts!r} do not match the "
+                         f"operands' dimensions {ndims}.", "one letter per axis.")
+    if "->" not in subscripts:  # implicit: the letters used once, alphabetically
+        counts = {c: ins.count(c) for c in set(ins) if c.isalpha()}
+        out = "".join(sorted(c for c, k in counts.items() if k == 1))
+    return terms, out
+
+
+def _reduce_term(x, term: str, keep: set[str]):
+    """Diagonals of repeated letters, then sums of letters not in `keep`."""
+    while len(set(term)) < len(term):
+        c = next(c for c in term if term.count(c) > 1)
+        i, j = term.index(c), term.index(c, term.index(c) + 1)
+        x = diagonal(x, 0, i, j)  # the diagonal axis goes last
+        term = "".join(t for k, t in enumerate(term) if k not in (i, j)) + c
+    drop = tuple(k for k, c in enumerate(term) if c not in keep)
+    if drop:
+        x = _sum(x, axis=drop)
+        term = "".join(c for k, c in enumerate(term) if k not in drop)
+    return x, term
+
+
+def _contract(a, ta: str, b, tb: str, keep: set[str]):
+    """One batched matmul: (batch, free a, summed) @ (batch, summed, free b)."""
+    sizes = dict(zip(ta, a.shape)) | dict(zip(tb, b.shape))
+    batch = [c for c in ta if c in tb and c in keep]
+    summed = [c for c in ta if c in tb and c not in keep]
+    fa = [c for c in ta if c not in tb]
+    fb = [c for c in tb if c not in ta]
+
+    def arrange(x, t, order, shape):
+        x = transpose(x, tuple(t.index(c) for c in order)) if list(t) != order else x
+        return reshape(x, shape)
+
+    def n(cs):
+        return int(math.prod(sizes[c] for c in cs))
+    A = arrange(a, ta, batch + fa + summed, (n(batch), n(fa), n(summed)))
+    B = arrange(b, tb, batch + summed + fb, (n(batch), n(summed), n(fb)))
+    out = matmul(A, B)
+    return reshape(out, tuple(sizes[c] for c in batch + fa + fb)), "".join(batch + fa + fb)
+
+
+def einsum(subscripts, *operands, optimize=False, dtype=None):
+    """np.einsum with explicit or implicit output, repeated indices (traces, diagonals)."""
+    if is_concrete(*operands):
+        return np.einsum(subscripts, *operands, optimize=optimize)
+    xs = [asarray(x) for x in operands]
+    dt = np.dtype(dtype) if dtype is not None else (
+        result_dtype(np.multiply, *xs) if len(xs) > 1 else xs[0].dtype)
+    xs = [_astype(x, dt) for x in xs]
+    terms, out = _parse(subscripts, [x.ndim for x in xs])
+    for k in range(len(xs)):
+        later = set(out) | set("".join(t for j, t in enumerate(terms) if j != k))
+        xs[k], terms[k] = _reduce_term(xs[k], terms[k], later)
+    acc, ta = xs[0], terms[0]
+    for k in range(1, len(xs)):
+        keep = set(out) | set("".join(terms[k + 1:]))
+        acc, ta = _contract(acc, ta, xs[k], terms[k], keep)
+        acc, ta = _reduce_term(acc, ta, keep)
+    acc, ta = _reduce_term(acc, ta, set(out))
+    return transpose(acc, tuple(ta.index(c) for c in out)) if ta != out else acc
+
+
+def tensordot(a, b, axes=2):
+    if is_concrete(a, b):
+        return np.tensordot(a, b, axes)
+    a, b = asarray(a), asarray(b)
+    if isinstance(axes, (int, np.integer)):
+        axes = (list(range(a.ndim - axes, a.ndim)), list(range(axes)))
+    ia, ib = ([axes[0]] if np.ndim(axes[0]) == 0 else list(axes[0]),
+              [axes[1]] if np.ndim(axes[1]) == 0 else list(axes[1]))
+    ia, ib = [i % a.ndim for i in ia], [i % b.ndim for i in ib]
+    letters = iter("abcdefghijklmnopqrstuvwxyz")
+    ta = [next(letters) for _ in range(a.ndim)]
+    tb = [next(letters) for _ in range(b.ndim)]
+    for i, j in zip(ia, ib):
+        tb[j] = ta[i]
+    out = [c for k, c in enumerate(ta) if k not in ia] + \
+        [c for k, c in enumerate(tb) if k not in ib]
+    return einsum(f"{''.join(ta)},{''.join(tb)}->{''.join(out)}", a, b)
+
+
+def norm(x, ord=None, axis=None, keepdims=False):
+    """np.linalg.norm: vectors (ord None/2, 1, inf, -inf, 0, p) and matrices ('fro', 1, -1,
+    inf, -inf); the 2-norm and 'nuc' of a matrix need an SVD (unsupported)."""
+    if is_concrete(x):
+        return np.linalg.norm(x, ord, axis, keepdims)
+    x = asarray(x)
+    if x.dtype.kind != "f":
+        x = _astype(x, np.float64)
+    if axis is None and (ord is None or x.ndim == 1):
+        axis = tuple(range(x.ndim))
+        if ord is None or x.ndim == 1:
+            flat = reshape(x, (x.size,))
+            out = _vector_norm(flat, ord, 0)
+            return reshape(out, (1,) * x.ndim) if keepdims else out
+    axes = axes_of(axis if axis is not None else (0, 1), x.ndim)
+    if len(axes) == 1:
+        return _vector_norm(x, ord, axes[0], keepdims)
+    r, c = (axis if axis is not None else (0, 1))
+    r, c = r % x.ndim, c % x.ndim
+    if ord in (None, "fro"):
+        return sqrt(_sum(x * x, axis=(r, c), keepdims=keepdims))
+    if ord in (1, -1, np.inf, -np.inf):
+        inner, outer = (r, c) if ord in (1, -1) else (c, r)
+        s = _sum(absolute(x), axis=inner, keepdims=True)
+        out = (_max if ord in (1, np.inf) else _min)(s, axis=outer, keepdims=True)
+        return out if keepdims else reshape(out, tuple(
+            d for k, d in enumerate(out.shape) if k not in (r, c)))
+    raise unsupported(f"np.linalg.norm(ord={ord!r}) of a matrix",
+                      "use ord='fro', 1, -1, inf or -inf (2 and 'nuc' need an SVD).")
+
+
+def _vector_norm(x, ord, axis, keepdims=False):
+    if ord is None or ord == 2:
+        return sqrt(_sum(x * x, axis=axis, keepdims=keepdims))
+    a = absolute(x)
+    if ord == np.inf:
+        return _max(a, axis=axis, keepdims=keepdims)
+    if ord == -np.inf:
+        return _min(a, axis=axis, keepdims=keepdims)
+    if ord == 0:
+        return _sum(_astype(x != 0, x.dtype), axis=axis, keepdims=keepdims)
+    if ord == 1:
+        return _sum(a, axis=axis, keepdims=keepdims)
+    p = builtins.float(ord)
+    return power(_sum(power(a, p), axis=axis, keepdims=keepdims), 1 / p)
+
+
+linalg = SimpleNamespace(norm=norm)

@@ -1,0 +1,291 @@
+"""Integer-array indexing: gathers and scatters (kind INDEX). tracejit.numpy reduces every
+NumPy advanced index (`x[idx]`, `x[rows, cols]`, `x[:, idx]`, `np.take`, `x.at[i].add(v)`) to
+these:
+
+    index_check  idx -> idx with negatives wrapped; IndexError if one is out of bounds
+    take         np.take(x, idx, axis): x's `axis` replaced by idx's dimensions
+    take_along   np.take_along_axis(x, idx, axis): a read per output element, fused into
+                 loop nests (the label of each row read inside the row loop)
+    scatter      x with updates at idx along `axis`: mode set | add | mul | min | max
+
+Indices reaching take/take_along/scatter are in bounds and non-negative: tracejit.numpy
+checks constant indices at trace time and traced ones with one `index_check` per index array
+and call (a NumPy min/max on the host, before any kernel reads through them).
+
+Determinism: `scatter` applies updates in the C order of the indices, whatever the thread
+count: on the CPU the NumPy reference does (ufunc.at, and for `set` the last write wins as
+in NumPy); on the GPU each output element's thread walks the indices in order (owner
+computes, no atomics). Its VJPs are gathers; take's VJP is a scatter-add.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import OutOfBoundsError, format_frame
+from ..ir import Aval
+from . import ANY, INDEX, LOOP, STEP, defprim
+from .elementwise import MAX_EMIT, MIN_EMIT, convert, div_p, eq_p, mul_p, select
+
+_I64 = np.dtype(np.int64)
+
+
+def _ix(names) -> str:
+    return ", ".join(names) or "0"
+
+
+def _zeros(aval: Aval, value=0):
+    from .layout import broadcast_p
+    return broadcast_p.bind(np.full((), value, aval.dtype), shape=aval.shape)
+
+
+# ----- index_check: the one bounds check per index array and call -----
+def check_bounds(idx, size: int, axis: int, where=None) -> None:
+    """Raise IndexError (NumPy's message, with the user's line) if an index is outside
+    [-size, size)."""
+    idx = np.asarray(idx)
+    if idx.size == 0:
+        return
+    lo, hi = int(idx.min()), int(idx.max())
+    if lo < -size or hi >= size:
+        bad = lo if lo < -size else hi
+        line = format_frame(where)
+        raise OutOfBoundsError(f"index {bad} is out of bounds for axis {axis} with size "
+                               f"{size}" + (f"\n{line}" if line else ""))
+
+
+def _check_impl(idx, size, axis, where=None):
+    check_bounds(idx, size, axis, where)
+    idx = np.asarray(idx, np.int64)
+    return np.where(idx < 0, idx + size, idx)
+
+
+index_check_p = defprim(
+    "index_check", INDEX, shape=lambda idx, size, axis, where=None: Aval(idx.shape, _I64),
+    impl=_check_impl, fusion=STEP,
+    host_check=lambda idx, size, axis, where=None: check_bounds(idx, size, axis, where),
+    # on a device the check ran on the host; the kernel only wraps (and clamps, never
+    # reading out of bounds)
+    gather=lambda e: [
+        f"j = x0[{_ix(f'i{d}' for d in range(e.inputs[0].aval.ndim))}]",
+        f"j = j + {e.params['size']} if j < 0 else j",
+        (f"o[{_ix(f'i{d}' for d in range(e.inputs[0].aval.ndim))}] = "
+         f"min(max(j, 0), {max(e.params['size'] - 1, 0)})")])
+
+
+# ----- take -----
+def _take_shape(x: Aval, idx: Aval, axis: int) -> Aval:
+    return Aval(x.shape[:axis] + idx.shape + x.shape[axis + 1:], x.dtype)
+
+
+def _take_vjp(g, out, x, idx, axis):
+    return scatter_p.bind(_zeros(x.aval), idx, g, axis=axis, mode="add"), None
+
+
+def _take_gather(e) -> list[str]:
+    x, idx = e.inputs[0].aval, e.inputs[1].aval
+    a, k = e.params["axis"], idx.ndim
+    o = [f"i{d}" for d in range(e.outputs[0].aval.ndim)]
+    j = f"x1[{_ix(o[a:a + k])}]"
+    src = o[:a] + [j] + o[a + k:]
+    assert len(src) == x.ndim
+    return [f"o[{_ix(o)}] = x0[{_ix(src)}]"]
+
+
+def _take_load(e, name: str, index_at, out_ix: list[str]) -> str:
+    a, k = e.params["axis"], e.inputs[1].aval.ndim
+    amap = [None if ix == "0" else int(ix[1:]) for ix in out_ix]
+    return f"{name}[{_ix(out_ix[:a] + [index_at(amap[a:a + k])] + out_ix[a + k:])}]"
+
+
+take_p = defprim("take", INDEX, shape=_take_shape,
+                 impl=lambda x, idx, axis: np.take(x, idx, axis=axis), vjp=_take_vjp,
+                 domain=ANY, fusion=LOOP, gather=_take_gather, load=_take_load)
+
+
+# ----- scatter -----
+_UFUNC = {"add": np.add, "mul": np.multiply, "min": np.minimum, "max": np.maximum}
+_COMBINE = {"add": "({0} + {1})", "mul": "({0} * {1})", "min": MIN_EMIT, "max": MAX_EMIT,
+            "set": "{1}"}
+
+
+def _scatter_shape(x: Aval, idx: Aval, v: Aval, axis: int, mode: str) -> Aval:
+    want = _take_shape(x, idx, axis).shape
+    assert v.ndim == len(want) and np.broadcast_shapes(v.shape, want) == want and \
+        v.dtype == x.dtype, f"scatter: updates {v} for {want}"
+    return x
+
+
+def _scatter_impl(x, idx, v, axis, mode):
+    out = np.array(x, copy=True)
+    idx = np.asarray(idx, np.int64)
+    v = np.broadcast_to(np.asarray(v, out.dtype), out.shape[:axis] + idx.shape +
+                        out.shape[axis + 1:])
+    flat = idx.reshape(-1)
+    vflat = v.reshape(out.shape[:axis] + (flat.size,) + out.shape[axis + 1:])
+    pre = (slice(None),) * axis
+    if mode == "set":  # the last write of each index wins (NumPy's order), deterministic
+        _, first_of_reversed = np.unique(flat[::-1], return_index=True)
+        last = flat.size - 1 - first_of_reversed
+        out[pre + (flat[last],)] = vflat[pre + (last,)]
+    else:
+        _UFUNC[mode].at(out, pre + (flat,), vflat)
+    return out
+
+
+def _as_update(mask, v_aval: Aval, axis: int):
+    """An index-shaped value reshaped to broadcast against the updates."""
+    from .layout import reshape_p
+    rest = v_aval.ndim - axis - mask.ndim
+    return reshape_p.bind(mask, shape=(1,) * axis + mask.shape + (1,) * rest)
+
+
+def _winners(x, idx, axis):
+    """Per index entry: whether its write is the one `set` keeps (the last)."""
+    from .layout import reshape_p
+    n = x.aval.shape[axis]
+    pos = np.arange(idx.aval.size, dtype=np.int64).reshape(idx.aval.shape)
+    pos_flat = reshape_p.bind(pos, shape=(idx.aval.size,))
+    idx_flat = reshape_p.bind(idx, shape=(idx.aval.size,))
+    owner = scatter_p.bind(np.full(n, -1, np.int64), idx_flat, pos_flat, axis=0, mode="set")
+    return eq_p.bind(take_p.bind(owner, idx, axis=0), pos)
+
+
+def _scatter_vjp(g, out, x, idx, v, axis, mode):
+    gv = take_p.bind(g, idx, axis=axis)
+    if mode == "add":
+        return g, None, gv
+    if mode == "set":
+        gx = scatter_p.bind(g, idx, _zeros(v.aval), axis=axis, mode="set")
+        return gx, None, select(_as_update(_winners(x, idx, axis), v.aval, axis), gv, 0)
+    if mode == "mul":  # exact where no update is 0 (as JAX: unique or nonzero updates)
+        factor = scatter_p.bind(_zeros(x.aval, 1), idx, v, axis=axis, mode="mul")
+        return mul_p.bind(g, factor), None, div_p.bind(take_p.bind(mul_p.bind(g, out), idx,
+                                                                   axis=axis), v)
+    # min/max: ties (x and the updates equal to the result) share the gradient equally
+    hit_x = eq_p.bind(x, out)
+    hit_v = eq_p.bind(v, take_p.bind(out, idx, axis=axis))
+    count = scatter_p.bind(convert(hit_x, x.dtype), idx, convert(hit_v, v.dtype),
+                           axis=axis, mode="add")
+    share = div_p.bind(g, count)
+    return select(hit_x, share, 0), None, select(hit_v, take_p.bind(share, idx, axis=axis), 0)
+
+
+def _scatter_gather(e) -> list[str]:
+    """Owner computes: the thread of o[i...] walks every index in C order (deterministic,
+    no atomics)."""
+    x, idx = e.inputs[0].aval, e.inputs[1].aval
+    a, mode = e.params["axis"], e.params["mode"]
+    o = [f"i{d}" for d in range(x.ndim)]
+    js = [f"j{d}" for d in range(idx.ndim)]
+    lines, ind = [f"acc = x0[{_ix(o)}]"], ""
+    for d in range(idx.ndim):
+        lines.append(f"{ind}for j{d} in range(x1.shape[{d}]):")
+        ind += "    "
+    v = e.inputs[2].aval
+    vsrc = _ix("0" if n == 1 else i for n, i in zip(v.shape, o[:a] + js + o[a + 1:]))
+    lines += [f"{ind}if x1[{_ix(js)}] == i{a}:",
+              f"{ind}    acc = {_COMBINE[mode].format('acc', f'x2[{vsrc}]')}",
+              f"o[{_ix(o)}] = acc"]
+    return lines
+
+
+def _scatter_serial(e) -> list[str]:
+    """CPU: copy x, then apply the updates in the C order of the indices (one pass)."""
+    x, idx, v = (a.aval for a in e.inputs)
+    a, mode = e.params["axis"], e.params["mode"]
+    pre = [f"p{d}" for d in range(a)]
+    post = [f"q{d}" for d in range(a + 1, x.ndim)]
+    js = [f"j{d}" for d in range(idx.ndim)]
+    lines, ind = ["o[:] = x0"] + (["t = x1.item()"] if not js else []), ""
+    for d, name in enumerate(pre):
+        lines.append(f"{ind}for {name} in range(x0.shape[{d}]):")
+        ind += "    "
+    for d, name in enumerate(js):
+        lines.append(f"{ind}for {name} in range(x1.shape[{d}]):")
+        ind += "    "
+    if js:
+        lines.append(f"{ind}t = x1[{_ix(js)}]")
+    for d, name in enumerate(post):
+        lines.append(f"{ind}for {name} in range(x0.shape[{a + 1 + d}]):")
+        ind += "    "
+    vix = [("0" if n == 1 else i) for n, i in zip(v.shape, pre + js + post)]
+    dst = f"o[{_ix(pre + ['t'] + post)}]"
+    lines.append(f"{ind}{dst} = {_COMBINE[mode].format(dst, f'x2[{_ix(vix)}]')}")
+    return lines
+
+
+scatter_p = defprim("scatter", INDEX, shape=_scatter_shape, impl=_scatter_impl,
+                    vjp=_scatter_vjp, domain=ANY, fusion=STEP, gather=_scatter_gather,
+                    broadcast_inputs=(2,), serial=_scatter_serial)
+
+
+# ----- take_along (np.take_along_axis) -----
+def _along_shape(x: Aval, idx: Aval, axis: int) -> Aval:
+    assert x.ndim == idx.ndim, "take_along: index and operand have the same rank"
+    shape = tuple(idx.shape[d] if d == axis else max(x.shape[d], idx.shape[d])
+                  for d in range(x.ndim))
+    return Aval(shape, x.dtype)
+
+
+def _along_vjp(g, out, x, idx, axis):
+    """Owner computes, in primitives that fuse: ct[..., j, ...] = sum over k of
+    g[..., k, ...] where idx[..., k, ...] == j (one select when k has one entry)."""
+    from .layout import reshape_p
+    from .reductions import reduce_sum_p
+    n, k = x.aval.shape[axis], idx.aval.shape[axis]
+    iota = np.arange(n, dtype=np.int64).reshape((1,) * axis + (n,) + (1,) * (x.ndim - axis - 1))
+    if k == 1:
+        return select(eq_p.bind(idx, iota), g, 0), None
+
+    def expand(t):
+        return reshape_p.bind(t, shape=t.shape[:axis + 1] + (1,) + t.shape[axis + 1:])
+    iota = iota.reshape(iota.shape[:axis] + (1,) + iota.shape[axis:])
+    picked = select(eq_p.bind(expand(idx), iota), expand(g), 0)
+    summed = reduce_sum_p.bind(picked, axes=(axis,))
+    return reshape_p.bind(summed, shape=summed.shape[:axis] + summed.shape[axis + 1:]), None
+
+
+def _along_src(e, idx_expr: str, out_ix: list[str]) -> list[str]:
+    x, axis = e.inputs[0].aval, e.params["axis"]
+    return [idx_expr if d == axis else ("0" if x.shape[d] == 1 else out_ix[d])
+            for d in range(x.ndim)]
+
+
+def _along_gather(e) -> list[str]:
+    idx = e.inputs[1].aval
+    o = [f"i{d}" for d in range(e.outputs[0].aval.ndim)]
+    j = f"x1[{_ix('0' if n == 1 else o[d] for d, n in enumerate(idx.shape))}]"
+    return [f"o[{_ix(o)}] = x0[{_ix(_along_src(e, j, o))}]"]
+
+
+def _along_load(e, name: str, index_at, out_ix: list[str]) -> str:
+    """In a loop nest: operand 0 (read from memory as `name`) at the loaded index."""
+    amap = [None if ix == "0" else int(ix[1:]) for ix in out_ix]
+    return f"{name}[{_ix(_along_src(e, index_at(amap), out_ix))}]"
+
+
+take_along_p = defprim("take_along", INDEX, shape=_along_shape,
+                       impl=lambda x, idx, axis: np.take_along_axis(x, idx, axis=axis),
+                       vjp=_along_vjp, domain=ANY, fusion=LOOP, gather=_along_gather,
+                       load=_along_load)
+
+
+# ----- argsort (np.argsort, stable; NaNs last as in NumPy); sort is take_along(x, argsort) --
+def _argsort_gather(e) -> list[str]:
+    """GPU: the thread of output position p finds the element of stable rank p (O(n^2) per
+    row; sorting networks are a TODO)."""
+    a, nd = e.params["axis"], e.inputs[0].aval.ndim
+    o = [f"i{d}" for d in range(nd)]
+
+    def at(j):
+        return _ix(j if d == a else o[d] for d in range(nd))
+    return [f"for j in range(x0.shape[{a}]):", f"    xj = x0[{at('j')}]", "    r = 0",
+            f"    for k in range(x0.shape[{a}]):", f"        xk = x0[{at('k')}]",
+            "        if (xk < xj or (xj != xj and xk == xk)) or (k < j and (xk == xj or "
+            "(xk != xk and xj != xj))):", "            r += 1",
+            f"    if r == i{a}:", f"        o[{_ix(o)}] = j"]
+
+
+argsort_p = defprim("argsort", INDEX, shape=lambda x, axis: Aval(x.shape, _I64),
+                    impl=lambda x, axis: np.argsort(x, axis=axis, kind="stable"),
+                    fusion=STEP, gather=_argsort_gather)
