@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import OutOfBoundsError, format_frame
+from ..errors import OutOfBoundsError, UnsupportedError, format_frame, user_error
 from ..ir import Aval
 from . import ANY, INDEX, LOOP, STEP, defprim
 from .elementwise import MAX_EMIT, MIN_EMIT, convert, div_p, eq_p, mul_p, select
@@ -62,6 +62,8 @@ def _check_impl(idx, size, axis, where=None):
 index_check_p = defprim(
     "index_check", INDEX, shape=lambda idx, size, axis, where=None: Aval(idx.shape, _I64),
     impl=_check_impl, fusion=STEP,
+    # elementwise over the indices: a batched index array is checked as it is
+    batch=lambda prim, args, dims, **p: (prim.bind(args[0], **p), dims[0]),
     host_check=lambda idx, size, axis, where=None: check_bounds(idx, size, axis, where),
     # on a device the check ran on the host; the kernel only wraps (and clamps, never
     # reading out of bounds)
@@ -97,8 +99,19 @@ def _take_load(e, name: str, index_at, out_ix: list[str]) -> str:
     return f"{name}[{_ix(out_ix[:a] + [index_at(amap[a:a + k])] + out_ix[a + k:])}]"
 
 
+def _no_batching(name):
+    def rule(*args, **params):
+        raise user_error(UnsupportedError, f"vmap of {name} (integer-array indexing, gather "
+                         "or scatter) is not supported yet.",
+                         "index each example's slice inside a Python loop, or move the "
+                         "indexing out of the vmapped function.")
+    return rule
+
+
 take_p = defprim("take", INDEX, shape=_take_shape,
                  impl=lambda x, idx, axis: np.take(x, idx, axis=axis), vjp=_take_vjp,
+                 jvp=lambda ts, out, x, idx, axis: take_p.bind(ts[0], idx, axis=axis),
+                 batch=_no_batching("take"),
                  domain=ANY, fusion=LOOP, gather=_take_gather, load=_take_load)
 
 
@@ -214,8 +227,19 @@ def _scatter_serial(e) -> list[str]:
     return lines
 
 
+def _scatter_jvp(ts, out, x, idx, v, axis, mode):
+    """set and add are linear in (x, v): the tangent is the same scatter of the tangents."""
+    if mode not in ("set", "add"):
+        raise user_error(UnsupportedError, f"forward mode (jvp) through a scatter with "
+                         f"mode {mode!r} (x.at[...].{mode}) is not supported yet.",
+                         "use reverse mode (grad/vjp), or .set/.add updates.")
+    tx = ts[0] if ts[0] is not None else _zeros(x.aval)
+    tv = ts[2] if ts[2] is not None else _zeros(v.aval)
+    return scatter_p.bind(tx, idx, tv, axis=axis, mode=mode)
+
+
 scatter_p = defprim("scatter", INDEX, shape=_scatter_shape, impl=_scatter_impl,
-                    vjp=_scatter_vjp, domain=ANY, fusion=STEP, gather=_scatter_gather,
+                    vjp=_scatter_vjp, jvp=_scatter_jvp, batch=_no_batching("scatter"), domain=ANY, fusion=STEP, gather=_scatter_gather,
                     broadcast_inputs=(2,), serial=_scatter_serial)
 
 
@@ -267,6 +291,9 @@ def _along_load(e, name: str, index_at, out_ix: list[str]) -> str:
 take_along_p = defprim("take_along", INDEX, shape=_along_shape,
                        impl=lambda x, idx, axis: np.take_along_axis(x, idx, axis=axis),
                        vjp=_along_vjp, domain=ANY, fusion=LOOP, gather=_along_gather,
+                       jvp=lambda ts, out, x, idx, axis: take_along_p.bind(ts[0], idx,
+                                                                           axis=axis),
+                       batch=_no_batching("take_along"),
                        load=_along_load)
 
 
@@ -288,4 +315,8 @@ def _argsort_gather(e) -> list[str]:
 
 argsort_p = defprim("argsort", INDEX, shape=lambda x, axis: Aval(x.shape, _I64),
                     impl=lambda x, axis: np.argsort(x, axis=axis, kind="stable"),
-                    fusion=STEP, gather=_argsort_gather)
+                    fusion=STEP, gather=_argsort_gather,
+                    # the batch axis leads: sort along the same axis, one further in
+                    batch=lambda prim, args, dims, axis: (
+                        prim.bind(args[0], axis=axis if dims[0] is None else axis + 1),
+                        dims[0]))
