@@ -47,17 +47,6 @@ def _arg_name(f: Callable, i: int, path: str) -> str:
     return f"argument {i}{path}"
 
 
-def _leaf_paths(tree) -> list[str]:
-    """Readable paths of a treedef's leaves: '', '[0]', "['W']", ..."""
-    kind = tree[0]
-    if kind == "leaf":
-        return [""]
-    if kind == "none":
-        return []
-    keys = tree[1] if kind == "dict" else range(len(tree[1]))
-    return [f"[{k!r}]" + p for k, child in zip(keys, tree[-1]) for p in _leaf_paths(child)]
-
-
 def _central_difference(f: Callable, args: tuple, i: int, tree, leaves: list, k: int,
                         u: np.ndarray, h: float) -> tuple[float, float, float]:
     """f(x + h u), f(x - h u) and f(x), moving only leaf k of argument i; f runs on NumPy."""
@@ -120,7 +109,7 @@ def check_grads(f: Callable, args: Sequence[Any], argnums=0, *, eps: float = 1e-
         if g_tree != tree:
             raise GradientCheckError(f"check_grads({name}): the gradient w.r.t. {where} has "
                                      f"structure {g_tree}, the argument {tree}.")
-        for k, (x, gx, path) in enumerate(zip(leaves, g_leaves, _leaf_paths(tree))):
+        for k, (x, gx, path) in enumerate(zip(leaves, g_leaves, pytree.leaf_paths(tree))):
             if not (isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating)):
                 continue
             if np.shape(gx) != x.shape:

@@ -63,3 +63,14 @@ def num_leaves(treedef: Treedef) -> int:
 def tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
     leaves, treedef = flatten(tree)
     return unflatten(treedef, [fn(x) for x in leaves])
+
+
+def leaf_paths(tree) -> list[str]:
+    """Readable paths of a treedef's leaves, for messages: '', '[0]', "['W']", ..."""
+    kind = tree[0]
+    if kind == "leaf":
+        return [""]
+    if kind == "none":
+        return []
+    keys = tree[1] if kind == "dict" else range(len(tree[1]))
+    return [f"[{k!r}]" + p for k, child in zip(keys, tree[-1]) for p in leaf_paths(child)]

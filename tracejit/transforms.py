@@ -106,21 +106,12 @@ def _leaf_labels(fun: Callable, args: tuple, kwargs: dict) -> list[str]:
     out = []
     for i, a in enumerate(args):
         named = f"{names[i]}" if i < len(names) else ""
-        for path in _paths(pytree.flatten(a)[1]):
+        for path in pytree.leaf_paths(pytree.flatten(a)[1]):
             out.append(f"argument {i}" + (f" ({named}{path})" if named else path))
     for k in sorted(kwargs, key=repr):
-        out += [f"keyword argument {k!r}{path}" for path in _paths(pytree.flatten(kwargs[k])[1])]
+        tree = pytree.flatten(kwargs[k])[1]
+        out += [f"keyword argument {k!r}{path}" for path in pytree.leaf_paths(tree)]
     return out
-
-
-def _paths(tree) -> list[str]:
-    kind = tree[0]
-    if kind == "leaf":
-        return [""]
-    if kind == "none":
-        return []
-    keys = tree[1] if kind == "dict" else range(len(tree[1]))
-    return [f"[{k!r}]" + p for k, c in zip(keys, tree[-1]) for p in _paths(c)]
 
 
 def _is_axis(a) -> bool:
