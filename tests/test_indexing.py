@@ -124,6 +124,18 @@ def test_set_last_write_wins_and_gradient(backend):
     assert_same(gv, np.array([0.0, 0.0, 1.0]))  # only the write that is kept
 
 
+def test_gather_of_nested_elementwise_values(backend):
+    """A gather of an elementwise result of elementwise results reads the innermost operands
+    at the gathered positions (passes.sink_gathers, more than one level deep)."""
+    idx = np.array([0, 2, 2])
+
+    def f(x):
+        return np.sum(np.tanh(np.sin(x) * 2)[idx] * x[:3])
+    x = np.linspace(0.1, 1, 4)
+    assert_same(tj.jit(f, backend=backend)(x), f(x))
+    tj.check_grads(f, (x,), backend=backend)
+
+
 def test_masks(backend):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((4, 5))

@@ -1,6 +1,6 @@
 """The new transformations on the CUDA backend (on Numba's CUDA simulator when there is no
-GPU; tiny sizes): forward-over-reverse, per-example gradients, a Hessian and a vmapped
-custom_vjp, each against the interpreter."""
+GPU; tiny sizes): forward-over-reverse, per-example gradients, a Hessian, a vmapped
+custom_vjp and per-example gathers and scatters, each against the interpreter."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,6 +23,14 @@ CASES = {
                 lambda dt: (np.linspace(-1, 1, 4).astype(dt),)),
     "vmap_custom_vjp": (tj.vmap(tj.grad(lambda x, lo: np.sum(clip_gradient(x, lo) * 3.0))),
                         lambda dt: (np.ones((5, 3), dt), -np.linspace(0.5, 4, 5).astype(dt))),
+    # per-example gathers and scatters: each example's own indices
+    "vmap_grad_gather": (tj.vmap(tj.grad(lambda x, i: np.sum(np.tanh(x[i]) * x[:2]))),
+                         lambda dt: (np.linspace(-1, 1, 12).reshape(3, 4).astype(dt),
+                                     np.array([[0, 3], [2, 2], [1, -1]]))),
+    "vmap_scatter": (tj.vmap(lambda x, i, v: x.at[i].add(v * x[0]), in_axes=(0, 0, None)),
+                     lambda dt: (np.linspace(-1, 1, 12).reshape(3, 4).astype(dt),
+                                 np.array([[0, 3, 3], [2, 2, 1], [1, -1, 0]]),
+                                 np.arange(3.0).astype(dt))),
 }
 
 

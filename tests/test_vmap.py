@@ -61,7 +61,7 @@ def batch_cases(prim):
 
 
 BATCH_PARAMS = [pytest.param(name, specs, params, id=f"{name}-{i}")
-                for name, prim in REGISTRY.items() if prim.kind not in ("call", "index")
+                for name, prim in REGISTRY.items() if prim.kind != "call"
                 for i, (specs, params) in enumerate(batch_cases(prim))]
 LOGICAL_CASES = {"logical_not": [([((3, 4), "c")], {}), ([((), "c")], {})]}
 
@@ -72,7 +72,7 @@ _KNOWN = set(REGISTRY)
 def test_every_primitive_has_batch_cases():
     covered = {p.values[0] for p in BATCH_PARAMS} | set(LOGICAL_CASES)
     # primitives declared when the cases were built (a test file may declare more later)
-    missing = {n for n, p in REGISTRY.items() if p.kind not in ("call", "index")
+    missing = {n for n, p in REGISTRY.items() if p.kind != "call"
                and n in _KNOWN} - covered
     assert not missing, f"primitives no batching test covers: {missing}"
 
@@ -85,10 +85,17 @@ def test_primitive_batch(name, specs, params):
     rng = np.random.default_rng(abs(hash((name, str(specs), "vmap"))) % 2**32)
     domain = ANY if prim.kind == SELECT else prim.domain
     f = prim_fn(prim, params)
-    args, in_axes, np_axes = random_batch(
-        [lambda s=s: make_input(s, domain, rng) for s in specs], rng)
+    args, in_axes, np_axes = random_batch([lambda s=s: example_input(s, domain, rng)
+                                           for s in specs], rng)
     got = tj.jit(tj.vmap(f, in_axes=in_axes), backend=INTERP)(*args)
     assert_same(got, loop(f, args, np_axes))
+
+
+def example_input(spec, domain, rng):
+    """One example's input; an index input is its case's indices shuffled, so that batched
+    examples read (and scatter to) different places."""
+    x = make_input(spec, domain, rng)
+    return rng.permutation(x.reshape(-1)).reshape(x.shape) if spec[0] == "idx" else x
 
 
 @pytest.mark.parametrize("name", sorted(GRAD_CASES))
@@ -392,8 +399,105 @@ def test_a_new_primitive_gets_its_kinds_rules():
     np.testing.assert_allclose(got, np.stack([tj.grad(w1_like)(r) for r in x]), rtol=1e-12)
 
 
-def test_vmap_of_integer_indexing_is_a_clear_error():
-    """Batching gathers and scatters is not written yet: say so at the user's line."""
-    idx = np.array([1, 0])
-    with pytest.raises(tj.UnsupportedError, match="vmap of take"):
-        tj.vmap(lambda x: x[idx])(np.ones((3, 2)))
+# ---------------------------------------------------------------------------------------------
+# integer indexing under vmap: per-example gathers and scatters
+# ---------------------------------------------------------------------------------------------
+def _set(x, i, v):
+    x = x.copy() if isinstance(x, np.ndarray) else x
+    x[i] = v
+    return x
+
+
+def _add_at(x, i, v):
+    if isinstance(x, np.ndarray):
+        x = x.copy()
+        np.add.at(x, i, v)
+        return x
+    return x.at[i].add(v)
+
+
+# name: (f, per-example shapes of x and v, index shape and bound); the index is an int64
+# argument (batched or not), repeats and negative entries included
+INDEX_FUNCTIONS = {
+    "x[i]": (lambda x, i, v: x[i] * v[0], (4, 3), (3,), (5,), 4),
+    "x[:, i]": (lambda x, i, v: x[:, i] + v[:, None, None], (3, 4), (3,), (2, 2), 4),
+    "x[i, i]": (lambda x, i, v: x[i, i] * v, (4, 4), (5,), (5,), 4),
+    "take_axis1": (lambda x, i, v: np.take(x, i, axis=1) * v[0], (2, 5), (3,), (3,), 5),
+    "take_along": (lambda x, i, v: np.take_along_axis(x, np.where(i < 0, i + 4, i)[:, None], 1)
+                   * v[:, None], (3, 4), (3,), (3,), 4),
+    "sort": (lambda x, i, v: np.sort(x, axis=-1)[:, :2] * x[i[0]][:2], (3, 4), (3,), (2,), 3),
+    "set": (lambda x, i, v: _set(x, i, v[:, None]), (5, 2), (4,), (4,), 5),
+    "set_cols": (lambda x, i, v: _set(x, (slice(None), i), v), (2, 5), (3,), (3,), 5),
+    "add_at": (_add_at, (5,), (6,), (6,), 5),
+    "at_max": (lambda x, i, v: x.at[i].max(v) if not isinstance(x, np.ndarray) else
+               _ufunc_at(np.maximum, x, i, v), (5,), (4,), (4,), 5),
+    "at_mul": (lambda x, i, v: x.at[:, i].multiply(v) if not isinstance(x, np.ndarray) else
+               _ufunc_at(np.multiply, x, (slice(None), i), v), (2, 4), (3,), (3,), 4),
+}
+
+
+def _ufunc_at(ufunc, x, i, v):
+    x = x.copy()
+    ufunc.at(x, i, v)
+    return x
+
+
+def _index_args(name, rng):
+    """Batched examples of (x, i, v): each mapped or not at random (i mapped at least half
+    the time), with per-example random indices."""
+    _, xs, vs, ishape, bound = INDEX_FUNCTIONS[name]
+    makers = [lambda: rng.standard_normal(xs),
+              lambda: rng.integers(-bound, bound, ishape),
+              lambda: rng.uniform(0.5, 2, vs)]
+    return random_batch(makers, rng)
+
+
+@pytest.mark.parametrize("name", sorted(INDEX_FUNCTIONS))
+def test_vmap_of_integer_indexing(name, backend):
+    f = INDEX_FUNCTIONS[name][0]
+    rng = np.random.default_rng(len(name))
+    for _ in range(3):
+        args, in_axes, np_axes = _index_args(name, rng)
+        got = tj.jit(tj.vmap(f, in_axes=in_axes), backend=backend)(*args)
+        np.testing.assert_allclose(got, loop(f, args, np_axes), rtol=1e-12, err_msg=in_axes)
+
+
+@pytest.mark.parametrize("name", ["x[i]", "x[:, i]", "take_along", "set", "add_at", "at_max"])
+def test_per_example_gradients_through_indexing(name, backend):
+    """vmap(grad) of a loss that gathers (or scatters) with each example's own indices
+    equals a Python loop of grad."""
+    f = INDEX_FUNCTIONS[name][0]
+    rng = np.random.default_rng(len(name) + 1)
+    args, in_axes, np_axes = _index_args(name, rng)
+
+    def loss(x, i, v):
+        return np.sum(np.tanh(f(x, i, v)) * 1.5)
+    pg = tj.jit(tj.vmap(tj.grad(loss, argnums=(0, 2)), in_axes=in_axes), backend=backend)(*args)
+    want = loop(lambda x, i, v: tj.grad(loss, argnums=(0, 2), backend=INTERP)(x, i, v),
+                args, np_axes)
+    for g, w in zip(pg, want):
+        np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-12)
+
+
+def test_per_example_cross_entropy_with_labels(backend):
+    """The W7 loss per example (one row of logits, its own label) under vmap(grad)."""
+    def ce(logits, label):
+        z = logits - tj.stop_gradient(np.max(logits))
+        return np.log(np.sum(np.exp(z))) - z[label]
+    rng = np.random.default_rng(3)
+    L, labels = rng.standard_normal((6, 5)).astype(np.float32), rng.integers(0, 5, 6)
+    g = tj.jit(tj.vmap(tj.grad(ce)), backend=backend)(L, labels)
+    p = np.exp(L - L.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(6), labels] -= 1
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, p, rtol=1e-5, atol=1e-6)
+    # one label per example: the gather and its gradient are selects in the row loop (as W7)
+    n, steps, plan = kernels_and_steps(tj.vmap(tj.grad(ce)), L, labels)
+    assert (n, steps) == (1, ["index_check", "reshape"]), plan.describe()
+
+
+def test_vmap_of_an_out_of_bounds_index_raises():
+    idx = np.array([[0, 1], [2, 3]])  # the second example's 3 is out of bounds for 3 rows
+    with pytest.raises(IndexError, match="index 3 is out of bounds"):
+        tj.vmap(lambda x, i: x[i])(np.ones((2, 3)), idx)

@@ -186,12 +186,12 @@ def _sunk(e: Eqn, x: Atom, producer: dict, made: list, depth: int) -> Var | None
             (aval,) = reshape_p.abstract_eval(a.aval, shape=shape)
             made.append(Eqn(reshape_p, (a,), {"shape": shape}, (Var(aval),), e.where))
             a = made[-1].outputs[0]
-        g = Eqn(e.prim, (a, idx), e.params, (), e.where)
+        (aval,) = e.prim.abstract_eval(a.aval, idx.aval, **e.params)
+        g = Eqn(e.prim, (a, idx), e.params, (Var(aval),), e.where)
         inner = _sunk(g, a, producer, made, depth - 1)
         if inner is None:
-            (aval,) = e.prim.abstract_eval(a.aval, idx.aval, **e.params)
-            made.append(Eqn(e.prim, (a, idx), e.params, (Var(aval),), e.where))
-            inner = made[-1].outputs[0]
+            made.append(g)
+            inner = g.outputs[0]
         new_ins.append(inner)
     try:
         (aval,) = p.prim.abstract_eval(*[a.aval for a in new_ins], **p.params)

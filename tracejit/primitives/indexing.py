@@ -99,19 +99,113 @@ def _take_load(e, name: str, index_at, out_ix: list[str]) -> str:
     return f"{name}[{_ix(out_ix[:a] + [index_at(amap[a:a + k])] + out_ix[a + k:])}]"
 
 
-def _no_batching(name):
-    def rule(*args, **params):
-        raise user_error(UnsupportedError, f"vmap of {name} (integer-array indexing, gather "
-                         "or scatter) is not supported yet.",
-                         "index each example's slice inside a Python loop, or move the "
-                         "indexing out of the vmapped function.")
-    return rule
+# ----- batching (vmap): the batch axis leads every batched operand -----
+def _permute(x, perm):
+    from .layout import transpose_p
+    perm = tuple(perm)
+    return x if perm == tuple(range(len(perm))) else transpose_p.bind(x, perm=perm)
+
+
+def _leading(x, dim, size=None):
+    """x with the batch axis in front: as it is when batched, else with a new axis of 1
+    (which broadcasts) or, given `size`, of `size`."""
+    from .layout import broadcast_p, reshape_p
+    if dim is not None:
+        return x
+    x = reshape_p.bind(x, shape=(1,) + x.shape)
+    return x if size is None else broadcast_p.bind(x, shape=(size,) + x.shape[1:])
+
+
+def _rows_per_example(x, axis):
+    """(B, pre..., N, post...) -> (B*N, pre..., post...): example b's index j is row b*N + j,
+    so one gather or scatter along axis 0 serves every example with its own indices."""
+    from .layout import reshape_p
+    moved = _permute(x, (0, axis + 1) + tuple(d for d in range(1, x.ndim) if d != axis + 1))
+    return reshape_p.bind(moved, shape=(x.shape[0] * x.shape[axis + 1],) + moved.shape[2:])
+
+
+def _offset_rows(idx, n: int):
+    """Per-example indices (B, ...) into the rows of `_rows_per_example`."""
+    from .elementwise import add_p
+    size = idx.shape[0]
+    offsets = (np.arange(size, dtype=np.int64) * n).reshape((size,) + (1,) * (idx.ndim - 1))
+    return add_p.bind(idx, offsets)
+
+
+def _take_batch(prim, args, dims, axis):
+    (x, idx), (dx, di) = args, dims
+    if di is None:  # one index for every example
+        return take_p.bind(x, idx, axis=axis + 1), 0
+    if dx is None:  # the index's batch axis lands at `axis` of the result: move it in front
+        out = take_p.bind(x, idx, axis=axis)
+        return _permute(out, (axis,) + tuple(d for d in range(out.ndim) if d != axis)), 0
+    if idx.size == idx.shape[0]:  # one index per example (a label): a row gather that
+        return _take_one_per_example(x, idx, axis), 0  # fuses into the row loop
+    # per-example indices into per-example operands: (B, idx..., pre..., post...)
+    out = take_p.bind(_rows_per_example(x, axis), _offset_rows(idx, x.shape[axis + 1]), axis=0)
+    k = idx.ndim - 1
+    return _permute(out, (0,) + tuple(range(1 + k, 1 + k + axis)) + tuple(range(1, 1 + k)) +
+                    tuple(range(1 + k + axis, out.ndim))), 0
+
+
+def _take_one_per_example(x, idx, axis):
+    """take with one index per example is take_along with an index of 1 along `axis`: its
+    VJP is a select (no scatter), and fusion reads it inside the loop over the examples."""
+    from .layout import reshape_p
+    size = x.shape[0]
+    along = reshape_p.bind(idx, shape=(size,) + (1,) * (x.ndim - 1))
+    out = take_along_p.bind(x, along, axis=axis + 1)
+    return reshape_p.bind(out, shape=x.shape[:axis + 1] + idx.shape[1:] + x.shape[axis + 2:])
+
+
+def _along_batch(prim, args, dims, axis):
+    """take_along broadcasts its operands' other axes: an unbatched one gets an axis of 1."""
+    x, idx = (_leading(a, d) for a, d in zip(args, dims))
+    return take_along_p.bind(x, idx, axis=axis + 1), 0
+
+
+def _scatter_one_per_example(x, idx, v, axis, mode):
+    """Each example updates one place: where(iota == idx, x <mode> v, x) along `axis`."""
+    from .elementwise import add_p, max_p, min_p
+    from .layout import reshape_p
+    size, n, k = x.shape[0], x.shape[axis + 1], idx.ndim - 1
+    at = reshape_p.bind(idx, shape=(size,) + (1,) * (x.ndim - 1))
+    iota = np.arange(n, dtype=np.int64).reshape((1,) * (axis + 1) + (n,) +
+                                                (1,) * (x.ndim - axis - 2))
+    v = reshape_p.bind(v, shape=v.shape[:axis + 1] + (1,) + v.shape[axis + 1 + k:])
+    op = {"add": add_p, "mul": mul_p, "min": min_p, "max": max_p}.get(mode)
+    new = v if op is None else op.bind(x, v)
+    if new.shape != x.shape:
+        from .layout import broadcast_p
+        new = broadcast_p.bind(new, shape=x.shape)
+    return select(eq_p.bind(at, iota), new, x)
+
+
+def _scatter_batch(prim, args, dims, axis, mode):
+    from .layout import reshape_p
+    (x, idx, v), (dx, di, dv) = args, dims
+    size = next(a.shape[0] for a, d in zip(args, dims) if d is not None)
+    x, v = _leading(x, dx, size), _leading(v, dv)
+    if di is None:  # one index for every example; v's axis of 1 broadcasts
+        return scatter_p.bind(x, idx, v, axis=axis + 1, mode=mode), 0
+    if idx.size == size:  # one index per example: an elementwise select that fuses
+        return _scatter_one_per_example(x, idx, v, axis, mode), 0
+    # per-example indices: scatter into the rows of every example at once; example b's
+    # updates keep their C order and touch only its rows (the same winners and sums)
+    n, k = x.shape[axis + 1], idx.ndim - 1
+    rows = _rows_per_example(x, axis)
+    v = _permute(v, (0,) + tuple(range(1 + axis, 1 + axis + k)) + tuple(range(1, 1 + axis)) +
+                 tuple(range(1 + axis + k, v.ndim)))
+    out = scatter_p.bind(rows, _offset_rows(idx, n), v, axis=0, mode=mode)
+    out = reshape_p.bind(out, shape=(size, n) + rows.shape[1:])
+    return _permute(out, (0,) + tuple(range(2, 2 + axis)) + (1,) +
+                    tuple(range(2 + axis, out.ndim))), 0
 
 
 take_p = defprim("take", INDEX, shape=_take_shape,
                  impl=lambda x, idx, axis: np.take(x, idx, axis=axis), vjp=_take_vjp,
                  jvp=lambda ts, out, x, idx, axis: take_p.bind(ts[0], idx, axis=axis),
-                 batch=_no_batching("take"),
+                 batch=_take_batch,
                  domain=ANY, fusion=LOOP, gather=_take_gather, load=_take_load)
 
 
@@ -239,7 +333,8 @@ def _scatter_jvp(ts, out, x, idx, v, axis, mode):
 
 
 scatter_p = defprim("scatter", INDEX, shape=_scatter_shape, impl=_scatter_impl,
-                    vjp=_scatter_vjp, jvp=_scatter_jvp, batch=_no_batching("scatter"), domain=ANY, fusion=STEP, gather=_scatter_gather,
+                    vjp=_scatter_vjp, jvp=_scatter_jvp, batch=_scatter_batch, domain=ANY,
+                    fusion=STEP, gather=_scatter_gather,
                     broadcast_inputs=(2,), serial=_scatter_serial)
 
 
@@ -293,7 +388,7 @@ take_along_p = defprim("take_along", INDEX, shape=_along_shape,
                        vjp=_along_vjp, domain=ANY, fusion=LOOP, gather=_along_gather,
                        jvp=lambda ts, out, x, idx, axis: take_along_p.bind(ts[0], idx,
                                                                            axis=axis),
-                       batch=_no_batching("take_along"),
+                       batch=_along_batch,
                        load=_along_load)
 
 
