@@ -434,6 +434,28 @@ def test_list_of_numbers_used_as_an_array(backend):
                       "list or tuple of traced values", "np.asarray([...])")
 
 
+def _square_sum(x):
+    return np.sum(x ** 2)  # MARK-list-operator
+
+
+def test_list_or_none_argument_failing_in_an_operator(backend):
+    """A list of numbers reaches the function as a list (a pytree, as in JAX), None as None:
+    the operator's TypeError comes back naming the argument, the line and the fix."""
+    with pytest.raises(tj.ArgumentError) as e:
+        tj.jit(_square_sum, backend=backend)([1.0, 2.0])
+    assert_user_error(e, tj.ArgumentError, TypeError, "# MARK-list-operator",
+                      "argument 0 is a list of 2 Python numbers", "np.asarray([...])")
+    assert "unsupported operand" in str(e.value)
+    with pytest.raises(tj.ArgumentError) as e:
+        tj.grad(_square_sum, backend=backend)(None)
+    assert_user_error(e, tj.ArgumentError, TypeError, "# MARK-list-operator",
+                      "argument 0 is None", "static_argnums")
+    # a static None is a setting: the user's own error passes through untouched
+    with pytest.raises(TypeError, match="unsupported operand") as e:
+        tj.jit(lambda x, s: x * s, static_argnums=1)(np.ones(2), None)
+    assert not isinstance(e.value, tj.ArgumentError)
+
+
 def test_unhashable_static_argument():
     f = tj.jit(lambda x, n: x * len(n), static_argnums=1)
     with pytest.raises(tj.ArgumentError) as e:

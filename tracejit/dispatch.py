@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import captures, config, fusion, passes, pytree, randomness
+from . import captures, config, errors, fusion, passes, pytree, randomness
 from .autodiff import vjp_graph
 from .backends import BACKENDS, device_shape_dtype, get_backend, is_device_array, to_host
 from .errors import (
@@ -47,6 +47,39 @@ def _fast_key(args: tuple) -> tuple:
 
 
 # ----- argument handling -----
+def _argument_hint(args: tuple, kwargs: dict, static_nums, static_names
+                   ) -> tuple[str, str] | None:
+    """(what, fix) for an argument that is a list or tuple of Python numbers, or None: likely
+    meant as an array, it reaches the function as a container of scalars (a pytree, as in
+    JAX) or as None, and NumPy operators then fail on it."""
+    named = [(f"argument {i}", a) for i, a in enumerate(args) if i not in static_nums] + \
+        [(f"argument {k!r}", a) for k, a in kwargs.items() if k not in static_names]
+    for name, a in named:
+        if a is None:
+            return (f"{name} is None", "pass an array, or mark the argument static "
+                    "(static_argnums / static_argnames) if None is a setting")
+        if isinstance(a, (list, tuple)) and a and all(
+                isinstance(v, (int, float, complex, np.number)) and not isinstance(v, bool)
+                for v in a):
+            kind = type(a).__name__
+            return (f"{name} is a {kind} of {len(a)} Python numbers, which tracejit (like "
+                    f"JAX) passes on as a {kind} of scalars (a pytree), not as an array",
+                    "pass np.asarray([...]) for an array (or index the list's elements "
+                    "inside the function)")
+    return None
+
+
+def _innermost_user_line(e: BaseException) -> tuple[str, int, str] | None:
+    """The user's line an exception was raised at (its innermost frame outside tracejit)."""
+    tb, where = e.__traceback__, None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if not errors.is_internal(code.co_filename):
+            where = (code.co_filename, tb.tb_lineno, code.co_name)
+        tb = tb.tb_next
+    return where
+
+
 def _leaf_aval(x: Any, where: str) -> Aval:
     if isinstance(x, np.ndarray):
         return Aval(x.shape, x.dtype)
@@ -255,8 +288,16 @@ class Transformed:
         avals = [_leaf_aval(x, self.name) if not isinstance(x, Tracer) else x.aval
                  for x in leaves]
         found = found if found is not None else captures.scan(self.fn)
-        graph, out_tree = trace(self._flat_fn(args, kwargs, treedef), avals, found.arrays,
-                                source=self.fn)
+        try:
+            graph, out_tree = trace(self._flat_fn(args, kwargs, treedef), avals, found.arrays,
+                                    source=self.fn)
+        except (TypeError, AttributeError) as e:
+            if isinstance(e, TracejitError) or (hint := _argument_hint(
+                    args, kwargs, self.static_argnums, self.static_argnames)) is None:
+                raise
+            raise user_error(ArgumentError, f"{self.name}: {hint[0]}; the function failed "
+                             f"on it with {type(e).__name__}: {e}", hint[1],
+                             _innermost_user_line(e)) from e
         graph.in_avals = avals
         if self.mode == "jit":
             return graph, out_tree, []

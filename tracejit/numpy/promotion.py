@@ -42,6 +42,10 @@ def result_dtype(ufunc, *xs) -> np.dtype:
     # so keying on a probe value let an int scalar reuse a float scalar's cached result
     keys = tuple(("py", type(x)) if isinstance(x, PY_SCALARS) else ("dt", np.dtype(x))
                  for x in map(dtype_of, xs))
+    if any(k[0] == "dt" and k[1].kind not in "biuf" for k in keys):  # None, str, object
+        names = ", ".join(f"'{type(x).__name__}'" for x in xs)
+        raise TypeError(f"unsupported operand type(s) for np.{ufunc.__name__}: {names} "
+                        "(tracejit computes on numbers and arrays of them)")
     return _result_dtype_cached(ufunc, keys)
 
 
