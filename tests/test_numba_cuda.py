@@ -22,7 +22,7 @@ from helpers import assert_same, sample
 from hypothesis import given, settings
 from test_primitives import (FORWARD_CASES, GRAD_CASES, NAN_INF_CASES, float_argnums,
                              make_input, prim_cases, prim_loss)
-from test_random_programs import check_program, programs
+from test_random_programs import EXAMPLES, check_program, programs
 
 import tracejit as tj
 import tracejit.numpy as tnp
@@ -213,7 +213,7 @@ def test_round_half_even_and_signed_zero():
 # ---------------------------------------------------------------------------------------------
 # random programs (the hypothesis suite), workloads, matmul
 # ---------------------------------------------------------------------------------------------
-@settings(max_examples=20 if SIM else 40)
+@settings(max_examples=EXAMPLES["cuda"] if SIM else 2 * EXAMPLES["cuda"])  # TRACEJIT_LONG
 @given(programs())
 def test_random_program_cuda(prog_spec):
     check_program(prog_spec, "cuda")
