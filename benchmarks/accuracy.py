@@ -7,8 +7,8 @@ Quantities, on W1's data (x: float32 standard normal, `data_w1`): `sum(x*x)` (ea
 jitted `sum(x*x)`: tracejit's `tj.jit`, NumPy's pairwise `np.sum`, `jax.jit`) and W1's loss
 `sum(tanh(x)*sin(x) + 0.5*x*x)` as each peer's value-and-gradient call returns it. The
 reference is the float64 computation on the same float32 inputs, so a peer that rounds its
-float32 result correctly still shows that rounding (up to 6e-8). JAX is skipped when it is
-not installed. 1e8 needs about 3 GB of memory.
+float32 result correctly still shows that rounding (up to 6e-8; the `rounded` column gives
+it for each row). JAX is skipped when it is not installed. 1e8 needs about 3 GB of memory.
 """
 from __future__ import annotations
 
@@ -53,6 +53,11 @@ def _w1_reference(x: np.ndarray) -> float:
     return float(loss_w1(F, x.astype(np.float64)))
 
 
+def _rounding(ref: float) -> float:
+    """The error of the exact value rounded to float32: the least any float32 result has."""
+    return abs(float(np.float32(ref)) - ref) / abs(ref)
+
+
 def measure(sizes: list[int], peers: list[str]) -> list[tuple[str, int, dict]]:
     rows = []
     for n in sizes:
@@ -60,10 +65,11 @@ def measure(sizes: list[int], peers: list[str]) -> list[tuple[str, int, dict]]:
         x64 = x.astype(np.float64)
         ref = float(np.sum(x64 * x64))
         errs = {p: abs(float(_sum_sq(p)(x)) - ref) / abs(ref) for p in peers}
-        rows.append(("sum(x*x)", n, errs))
+        rows.append(("sum(x*x)", n, dict(errs, rounded=_rounding(ref))))
         del x64
         ref = _w1_reference(x)
-        rows.append(("W1 loss", n, {p: abs(_w1_value(p, x) - ref) / abs(ref) for p in peers}))
+        errs = {p: abs(_w1_value(p, x) - ref) / abs(ref) for p in peers}
+        rows.append(("W1 loss", n, dict(errs, rounded=_rounding(ref))))
     return rows
 
 
@@ -76,10 +82,12 @@ def main(argv=None) -> None:
     peers = [p for p in args.peers.split(",")
              if p != "jax" or importlib.util.find_spec("jax") is not None]
     rows = measure(sizes, peers)
-    print("relative error against float64 (float32 inputs: W1's data, standard normal)")
-    print(f"{'quantity':10s} {'n':>6s} " + " ".join(f"{p:>10s}" for p in peers))
+    print("relative error against float64 (float32 inputs: W1's data, standard normal);")
+    print("'rounded': the exact value rounded to float32, the least error a float32 result has")
+    cols = peers + ["rounded"]
+    print(f"{'quantity':10s} {'n':>6s} " + " ".join(f"{p:>10s}" for p in cols))
     for name, n, errs in rows:
-        print(f"{name:10s} {n:6.0e} " + " ".join(f"{errs[p]:10.1e}" for p in peers))
+        print(f"{name:10s} {n:6.0e} " + " ".join(f"{errs[p]:10.1e}" for p in cols))
 
 
 if __name__ == "__main__":

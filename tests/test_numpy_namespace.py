@@ -72,3 +72,22 @@ def test_stack_concatenate_many_traced_arrays(n, how, backend):
         t = np.tanh(xs[i] * (i + 1))
         np.testing.assert_allclose(g, (1 - t * t) * (i + 1) * weights[3 * i:3 * i + 3])
     tj.check_grads(loss, tuple(xs), argnums=tuple(range(n)))
+
+
+def test_integer_floor_divide_and_remainder(backend):
+    """Integer // and % as NumPy: the floor, the divisor's sign, 0 where the divisor is 0
+    (indices wrapped with `i % n` inside a traced function); float ones stay differentiable."""
+    a, b = np.array([7, -7, 7, -7, 5, 3]), np.array([2, 2, -2, -2, 0, 5])
+
+    def f(a, b, x):
+        return a // b, a % b, np.floor_divide(a, 3), np.mod(a, -3), 7 // b, x[a % 4]
+    x = np.arange(4.0)
+    got = tj.jit(f, backend=backend)(a, b, x)
+    with np.errstate(divide="ignore"):
+        want = f(a, b, x)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
+    x = np.linspace(-2.9, 3.1, 5)
+    g = tj.grad(lambda x: np.sum(x % 1.5 * x + x // 2), backend=backend)(x)
+    np.testing.assert_allclose(g, x % 1.5 + x)  # d(x mod c)/dx = 1, d(x // 2)/dx = 0

@@ -59,6 +59,9 @@ GENERATED = {name: wrap(prim, name) for prim in REGISTRY.values()
              if prim.kind in (UNARY, BINARY) for name in prim.numpy}
 globals().update(GENERATED)
 _W = GENERATED
+# integer // and % (their primitives have no NumPy names: the float forms are compositions)
+_INTEGER = {"floor_divide": wrap(REGISTRY["floordiv"], "floor_divide"),
+            "remainder": wrap(REGISTRY["rem"], "remainder")}
 
 
 def _to_bool(x):
@@ -123,13 +126,15 @@ def floor_divide(x, y):
     if is_concrete(x, y):
         return np.floor_divide(x, y)
     if not is_float(result_dtype(np.floor_divide, x, y)):
-        raise unsupported("integer floor division (//) of traced values")
+        return _INTEGER["floor_divide"](x, y)
     return _W["floor"](_W["divide"](x, y))
 
 
 def mod(x, y):
     if is_concrete(x, y):
         return np.mod(x, y)
+    if not is_float(result_dtype(np.mod, x, y)):
+        return _INTEGER["remainder"](x, y)
     return _W["subtract"](x, _W["multiply"](floor_divide(x, y), y))
 
 

@@ -200,6 +200,10 @@ mul_p = _binary("mul", np.multiply, lambda g, out, x, y: (g * y, g * x), "({0} *
 div_p = _binary("div", np.divide, lambda g, out, x, y: (g / y, -(g * out) / y), "({0} / {1})",
                 ("divide", "true_divide"), domain=NONZERO,
                 rewrite=lambda ins, out, _: keep_if(ins[0], out, ins[1], 1))
+# integer // and % (NumPy's: the floor, the divisor's sign, 0 where y == 0); tracejit.numpy
+# binds them for integers only: float // and % are floor(x / y) compositions (differentiable)
+floordiv_p = _binary("floordiv", np.floor_divide, None, "({0} // {1})", domain=NONZERO)
+rem_p = _binary("rem", np.remainder, None, "({0} % {1})", domain=NONZERO)
 pow_p = _binary("pow", np.power, _pow_vjp, "({0} ** {1})", ("power",), domain=POSITIVE,
                 emit_for={"numba_cpu": "vm.pow({0}, {1})"})
 # where each side's cotangent can be nonzero (see autodiff: NaN-safe masks)
