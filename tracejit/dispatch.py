@@ -36,7 +36,10 @@ from .primitives import is_float
 from .tracing import Tracer, trace, trace_stack
 
 _SCALARS = (bool, int, float, np.generic)
-_FAST_SCALARS = {float: float, int: int, bool: bool}
+# Python and NumPy scalars (np.float32(0.5)): keyed on their type, as the general path does
+_FAST_SCALARS = {t: t for t in (float, int, bool, np.bool_, np.float16, np.float32, np.float64,
+                                np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                np.uint32, np.uint64)}
 
 
 def _fast_key(args: tuple) -> tuple:
