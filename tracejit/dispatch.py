@@ -31,7 +31,7 @@ from .errors import (
     trim_traceback,
     user_error,
 )
-from .ir import Aval, Eqn, Graph, Literal, Var, eval_graph
+from .ir import Aval, Graph, Literal, Var, eval_graph
 from .primitives import is_float
 from .tracing import Tracer, trace, trace_stack
 
@@ -380,7 +380,7 @@ class Transformed:
         """The fusion plan a call with these arguments compiles (nothing is compiled)."""
         leaves, treedef = pytree.flatten(self._split(args, kwargs)[:2])
         graph = self._joint(args, kwargs, leaves, treedef, captures.scan(self.fn))[0]
-        return lower(_float16_as_float32(graph)[0], get_backend(self._placement(leaves)[0]))[0]
+        return lower(passes.float16_as_float32(graph)[0], get_backend(self._placement(leaves)[0]))[0]
 
     def _build(self, args, kwargs, leaves, treedef) -> _Entry:
         found = captures.scan(self.fn)
@@ -388,7 +388,7 @@ class Transformed:
             args, kwargs, leaves, treedef, found)
         backend, device = self._placement(leaves)
         be = get_backend(backend)
-        graph, half = _float16_as_float32(graph)
+        graph, half = passes.float16_as_float32(graph)
         if half and any(is_device_array(x) for x in leaves):
             raise user_error(ArgumentError, f"{self.name}: float16 with device arrays is not "
                              "supported.", "convert the float16 inputs to float32 "
@@ -542,35 +542,6 @@ def _backend_for_device(backend: str | None, device: str, name: str) -> tuple[st
 
 
 _F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
-
-
-def _float16_as_float32(graph: Graph) -> tuple[Graph, tuple[list, list] | None]:
-    """float16 is computed in float32 (no backend has float16 loops; NumPy's own float16
-    ufuncs also compute in float32): the same graph with float32 wherever it had float16,
-    and the positions of the float16 inputs and outputs (to convert at the call boundary),
-    or (graph, None) when there is no float16."""
-    if all(a.aval.dtype != _F16 for e in graph.eqns for a in e.inputs + e.outputs) and \
-            all(a.aval.dtype != _F16 for a in graph.inputs + graph.outputs):
-        return graph, None
-    new: dict[int, Var] = {}
-
-    def widen(a):
-        if isinstance(a, Literal):
-            return Literal.of(a.val.astype(_F32)) if a.dtype == _F16 else a
-        if a.id not in new:
-            new[a.id] = Var(Aval(a.aval.shape, _F32)) if a.aval.dtype == _F16 else a
-        return new[a.id]
-
-    inputs = [widen(v) for v in graph.inputs]
-    eqns = [Eqn(e.prim, tuple(map(widen, e.inputs)),
-                {k: (_F32 if isinstance(v, np.dtype) and v == _F16 else v)
-                 for k, v in e.params.items()}, tuple(map(widen, e.outputs)), e.where)
-            for e in graph.eqns]
-    out = Graph(inputs, eqns, [widen(o) for o in graph.outputs], graph.captured,
-                graph.lifted, graph.in_avals)
-    half_in = [i for i, v in enumerate(graph.inputs) if v.aval.dtype == _F16]
-    half_out = [i for i, o in enumerate(graph.outputs) if o.aval.dtype == _F16]
-    return out, (half_in, half_out)
 
 
 def _float16_boundary(run: Callable, half_in: list[int], half_out: list[int]) -> Callable:

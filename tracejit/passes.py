@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ir import Atom, Eqn, Graph, Literal, Var
+from .ir import Atom, Aval, Eqn, Graph, Literal, Var
 from .primitives import ELEMENTWISE, LAYOUT
 
 
@@ -278,3 +278,35 @@ def guard_ranges(graph: Graph, limits: dict[str, dict]) -> Graph | None:
             count = bind(convert_p, count, dtype=dtype)
         total = count if total is None else bind(add_p, total, count)
     return simplify(Graph(graph.inputs, eqns, graph.outputs + [total]))
+
+
+_F16, _F32 = np.dtype(np.float16), np.dtype(np.float32)
+
+
+def float16_as_float32(graph: Graph) -> tuple[Graph, tuple[list, list] | None]:
+    """float16 is computed in float32 (no backend has float16 loops; NumPy's own float16
+    ufuncs also compute in float32): the same graph with float32 wherever it had float16,
+    and the positions of the float16 inputs and outputs (to convert at the call boundary),
+    or (graph, None) when there is no float16."""
+    if all(a.aval.dtype != _F16 for e in graph.eqns for a in e.inputs + e.outputs) and \
+            all(a.aval.dtype != _F16 for a in graph.inputs + graph.outputs):
+        return graph, None
+    new: dict[int, Var] = {}
+
+    def widen(a):
+        if isinstance(a, Literal):
+            return Literal.of(a.val.astype(_F32)) if a.dtype == _F16 else a
+        if a.id not in new:
+            new[a.id] = Var(Aval(a.aval.shape, _F32)) if a.aval.dtype == _F16 else a
+        return new[a.id]
+
+    inputs = [widen(v) for v in graph.inputs]
+    eqns = [Eqn(e.prim, tuple(map(widen, e.inputs)),
+                {k: (_F32 if isinstance(v, np.dtype) and v == _F16 else v)
+                 for k, v in e.params.items()}, tuple(map(widen, e.outputs)), e.where)
+            for e in graph.eqns]
+    out = Graph(inputs, eqns, [widen(o) for o in graph.outputs], graph.captured,
+                graph.lifted, graph.in_avals)
+    half_in = [i for i, v in enumerate(graph.inputs) if v.aval.dtype == _F16]
+    half_out = [i for i, o in enumerate(graph.outputs) if o.aval.dtype == _F16]
+    return out, (half_in, half_out)

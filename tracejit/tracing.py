@@ -294,11 +294,6 @@ class Tracer:
         """A copy: traced values are never modified in place, so the value itself."""
         return self
 
-    def __setitem__(self, index, value):
-        raise unsupported("assignment into a traced array (`x[i] = v`)",
-                          "build the new value instead: np.where(mask, v, x) for a masked "
-                          "update, np.concatenate/np.stack to assemble parts.")
-
     __hash__ = object.__hash__
 
     # NumPy's protocols and Python's arithmetic operators are installed by tracejit.numpy
