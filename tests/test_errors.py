@@ -489,3 +489,15 @@ def test_reduction_where_errors(fn, marker, words, backend):
     with pytest.raises(tj.ShapeError) as e:
         tj.jit(fn, backend=backend)(np.ones((2, 2)))
     assert_user_error(e, tj.ShapeError, ValueError, marker, *words)
+
+
+def test_installed_libraries_are_not_the_stdlib():
+    """Under pyenv site-packages lies inside the stdlib directory: an installed library's
+    frames still count as the user's side (errors name the library call's line)."""
+    import os
+
+    import scipy
+
+    from tracejit.errors import is_internal
+    assert is_internal(os.__file__) and is_internal(np.__file__)
+    assert not is_internal(scipy.__file__)

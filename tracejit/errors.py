@@ -62,7 +62,9 @@ def is_internal(filename: str) -> bool:
         return True
     if filename.startswith("<frozen") or "/numpy/" in path or "/numba/" in path:
         return True
-    return path.startswith(_STDLIB_DIRS)
+    # (site-packages may sit inside the stdlib directory, as under pyenv: installed
+    # libraries are not the stdlib)
+    return path.startswith(_STDLIB_DIRS) and not _is_library(path)
 
 
 _REPLAY = threading.local()  # the source line of the equation being replayed, per thread
