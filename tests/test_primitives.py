@@ -19,6 +19,7 @@ from tracejit.primitives import (
     CONTRACT,
     INDEX,
     LAYOUT,
+    LINALG,
     NONZERO,
     POSITIVE,
     REDUCE,
@@ -98,6 +99,16 @@ INDEX_CASES = {
     "index_check": [([("idx", _I([-1, 0, 2, -3]))], dict(size=3, axis=0)),
                     ([("idx", _I([[4], [-5]]))], dict(size=5, axis=1))],
 }
+# stacked square matrices (sampled well conditioned, or positive definite for cholesky);
+# right-hand sides of solve broadcast over the batch
+_SQUARE = [[((3, 3), C)], [((2, 3, 3), C)], [((3, 3), TRANSPOSED)], [((0, 2, 2), C)]]
+LINALG_CASES = {
+    "linalg_solve": [([((3, 3), C), ((3, 2), C)], {}), ([((2, 3, 3), C), ((3, 1), C)], {}),
+                     ([((3, 3), TRANSPOSED), ((2, 3, 2), STRIDED)], {}),
+                     ([((1, 2, 2), C), ((3, 2, 4), C)], {})],
+    **{name: [(specs, {}) for specs in _SQUARE]
+       for name in ("linalg_inv", "linalg_det", "slogdet_sign", "slogdet_log", "cholesky")},
+}
 CONVERT_CASES = [([s], dict(dtype=np.dtype(np.float64))) for s in UNARY_SHAPES]
 
 
@@ -145,6 +156,8 @@ def prim_cases(prim):
         return [(pair, {}) for pair in MATMUL_CASES]
     if prim.kind == INDEX:
         return INDEX_CASES.get(prim.name, [])
+    if prim.kind == LINALG:
+        return LINALG_CASES.get(prim.name, [])
     return []
 
 

@@ -15,6 +15,7 @@ the modules below, and the wrappers of primitives are generated from the registr
     numerical    flip roll tile pad cumsum sort diff diagonal nansum average logaddexp ...
     special      scipy.special's expit logit erf erfc log_ndtr xlogy xlog1py
     einsum       einsum tensordot linalg.norm
+    linalg       linalg.solve inv det slogdet cholesky (LAPACK steps) and linalg.norm
     protocols    __array_ufunc__ / __array_function__ tables and operators on tracers
 
 A plain NumPy call on a tracer reaches the function of the same name here.
@@ -28,6 +29,7 @@ from . import (
     elementwise,
     indexing,
     layout,
+    linalg,
     ml,
     numerical,
     promotion,
@@ -38,7 +40,7 @@ from . import (
 )
 
 MODULES = (elementwise, reductions, layout, indexing, updates, contraction, ml, numerical,
-           special, einsum)
+           special, einsum, linalg)
 
 
 def _public(module) -> dict:

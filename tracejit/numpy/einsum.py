@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import math
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -29,7 +28,7 @@ from .reductions import max as _max
 from .reductions import min as _min
 from .reductions import sum as _sum
 
-__all__ = ["einsum", "linalg", "tensordot"]
+__all__ = ["einsum", "tensordot"]
 
 
 def _parse(subscripts: str, ndims: list[int]) -> tuple[list[str], str]:
@@ -167,5 +166,3 @@ def _vector_norm(x, ord, axis, keepdims=False):
     p = builtins.float(ord)
     return power(_sum(power(a, p), axis=axis, keepdims=keepdims), 1 / p)
 
-
-linalg = SimpleNamespace(norm=norm)
