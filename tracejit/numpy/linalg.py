@@ -60,13 +60,15 @@ def slogdet(a):
 
 
 def cholesky(a, upper=False):
-    """Lower L with a == L @ L.T (upper=True: L.T); only a's lower triangle is read."""
+    """Lower L with a == L @ L.T, reading a's lower triangle; upper=True: upper U with
+    a == U.T @ U, reading a's upper triangle (as NumPy)."""
     if is_concrete(a):
         return np.linalg.cholesky(a, upper=upper)
-    out = cholesky_p.bind(_float(a))
-    if upper:
-        out = transpose(out, tuple(range(out.ndim - 2)) + (out.ndim - 1, out.ndim - 2))
-    return out
+    a = _float(a)
+    if not upper:
+        return cholesky_p.bind(a)
+    perm = tuple(range(a.ndim - 2)) + (a.ndim - 1, a.ndim - 2)
+    return transpose(cholesky_p.bind(transpose(a, perm)), perm)
 
 
 linalg = SimpleNamespace(norm=norm, solve=solve, inv=inv, det=det, slogdet=slogdet,
