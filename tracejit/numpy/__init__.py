@@ -60,6 +60,7 @@ for _m in (promotion, *MODULES):
     NAMESPACE.update(_public(_m))
 globals().update(NAMESPACE)
 protocols.install(NAMESPACE, by_name=special.SCIPY_UFUNCS)
+special.install_scipy_hook()
 __all__ = sorted(NAMESPACE)  # noqa: PLE0605  (generated)
 _WRAP = {UNARY: elementwise.wrap, BINARY: elementwise.wrap, REDUCE: reductions.wrap}
 
