@@ -15,6 +15,8 @@ the modules below, and the wrappers of primitives are generated from the registr
     numerical    flip roll tile pad cumsum sort diff diagonal nansum average logaddexp ...
     special      scipy.special's expit logit erf erfc log_ndtr xlogy xlog1py
     einsum       einsum tensordot linalg.norm
+    statistics   cov corrcoef
+    selection    choose
     linalg       linalg.solve inv det slogdet cholesky (LAPACK steps) and linalg.norm
     protocols    __array_ufunc__ / __array_function__ tables and operators on tracers
 
@@ -35,12 +37,14 @@ from . import (
     promotion,
     protocols,
     reductions,
+    selection,
     special,
+    statistics,
     updates,
 )
 
 MODULES = (elementwise, reductions, layout, indexing, updates, contraction, ml, numerical,
-           special, einsum, linalg)
+           special, einsum, linalg, statistics, selection)
 
 
 def _public(module) -> dict:

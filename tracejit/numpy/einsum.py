@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import string
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from ..errors import ShapeError, user_error
 from ..tracing import unsupported
 from .contraction import matmul
 from .elementwise import absolute, power, sqrt
-from .layout import reshape, transpose
+from .layout import broadcast_to, reshape, transpose
 from .numerical import diagonal
 from .promotion import asarray, axes_of, is_concrete, result_dtype
 from .promotion import astype as _astype
@@ -32,18 +33,50 @@ __all__ = ["einsum", "tensordot"]
 
 
 def _parse(subscripts: str, ndims: list[int]) -> tuple[list[str], str]:
+    """Terms and output, with '...' replaced by letters of their own (right-aligned across
+    operands, as NumPy broadcasts them)."""
     subscripts = subscripts.replace(" ", "")
-    if "." in subscripts:
-        raise unsupported("np.einsum with '...'", "name every axis with a letter.")
-    ins, _, out = subscripts.partition("->")
+    ins, arrow, out = subscripts.partition("->")
     terms = ins.split(",")
-    if len(terms) != len(ndims) or any(len(t) != n for t, n in zip(terms, ndims)):
+    if len(terms) != len(ndims):
+        raise user_error(ShapeError, f"einsum: subscripts {subscripts!r} name "
+                         f"{len(terms)} operands, {len(ndims)} given.", "one term per operand.")
+    spare = iter(c for c in string.ascii_letters if c not in subscripts)
+    extra = [n - len(t.replace("...", "")) for t, n in zip(terms, ndims)]
+    ell = "".join(next(spare) for _ in range(max([e for t, e in zip(terms, extra)
+                                                    if "..." in t], default=0)))
+    terms = [t.replace("...", ell[len(ell) - e:] if e > 0 else "", 1) for t, e in
+             zip(terms, extra)]
+    if any(len(t) != n or not t.isalpha() and t for t, n in zip(terms, ndims)) or \
+            "." in out.replace("...", ""):
         raise user_error(ShapeError, f"einsum: subscripts {subscripts!r} do not match the "
-                         f"operands' dimensions {ndims}.", "one letter per axis.")
-    if "->" not in subscripts:  # implicit: the letters used once, alphabetically
-        counts = {c: ins.count(c) for c in set(ins) if c.isalpha()}
-        out = "".join(sorted(c for c, k in counts.items() if k == 1))
+                         f"operands' dimensions {ndims}.", "one letter per axis, or '...'.")
+    if not arrow:  # implicit: the broadcast axes, then the letters used once, alphabetically
+        joined = "".join(terms)
+        out = ell + "".join(sorted(c for c in set(joined) if joined.count(c) == 1
+                                   and c not in ell))
+    elif "..." in out:
+        out = out.replace("...", ell)
+    elif ell:
+        raise user_error(ShapeError, f"einsum: {subscripts!r}: the output names no '...' for "
+                         "the axes '...' stands for in the operands.",
+                         "write '...' in the output too (as NumPy requires).")
     return terms, out
+
+
+def _broadcast_ellipsis(xs: list, terms: list[str], out: str) -> list:
+    """Operands broadcast along the letters '...' stands for (size 1 against size n)."""
+    sizes: dict[str, int] = {}
+    for x, t in zip(xs, terms):
+        for c, d in zip(t, x.shape):
+            if sizes.get(c, 1) == 1:
+                sizes[c] = d
+            elif d not in (1, sizes[c]):
+                raise user_error(ShapeError, f"einsum: axis {c!r} has sizes {sizes[c]} and "
+                                 f"{d} in different operands.", "make the sizes agree.")
+    return [broadcast_to(x, tuple(sizes[c] for c in t))
+            if any(d != sizes[c] for c, d in zip(t, x.shape)) else x
+            for x, t in zip(xs, terms)]
 
 
 def _reduce_term(x, term: str, keep: set[str]):
@@ -81,7 +114,8 @@ def _contract(a, ta: str, b, tb: str, keep: set[str]):
 
 
 def einsum(subscripts, *operands, optimize=False, dtype=None):
-    """np.einsum with explicit or implicit output, repeated indices (traces, diagonals)."""
+    """np.einsum with explicit or implicit output, repeated indices (traces, diagonals) and
+    '...' for broadcast axes."""
     if is_concrete(*operands):
         return np.einsum(subscripts, *operands, optimize=optimize)
     xs = [asarray(x) for x in operands]
@@ -89,6 +123,7 @@ def einsum(subscripts, *operands, optimize=False, dtype=None):
         result_dtype(np.multiply, *xs) if len(xs) > 1 else xs[0].dtype)
     xs = [_astype(x, dt) for x in xs]
     terms, out = _parse(subscripts, [x.ndim for x in xs])
+    xs = _broadcast_ellipsis(xs, terms, out)
     for k in range(len(xs)):
         later = set(out) | set("".join(t for j, t in enumerate(terms) if j != k))
         xs[k], terms[k] = _reduce_term(xs[k], terms[k], later)
