@@ -27,7 +27,7 @@ NEG = A[[1, 0, 2, 3]]  # rows swapped: a negative determinant
 S, SS = _well((4, 4), spd=True), _well((2, 3, 3), spd=True)
 B, V, BS, V3 = RNG.standard_normal((4, 2)), RNG.standard_normal(4), \
     RNG.standard_normal((2, 3, 2)), RNG.standard_normal(3)
-M = RNG.standard_normal((4, 3))
+M, T = RNG.standard_normal((4, 3)), RNG.standard_normal((2, 3, 5))
 
 # name -> (f(m, *args) with m the NumPy-like module, args); all differentiable
 CASES = {
@@ -40,6 +40,10 @@ CASES = {
     "slogdet": (lambda m, a, s: (*m.linalg.slogdet(a), *m.linalg.slogdet(s)), (NEG, AS)),
     "cholesky": (lambda m, s, ss: (m.linalg.cholesky(s), m.linalg.cholesky(ss),
                                    m.linalg.cholesky(s, upper=True)), (S, SS)),
+    "matrix_norms": (lambda m, a, t: (m.linalg.norm(a, 2), m.linalg.norm(a, "nuc"),
+                                      m.linalg.norm(a, -2), m.linalg.norm(t, 2, axis=(0, 2)),
+                                      m.linalg.norm(t, "nuc", axis=(2, 1), keepdims=True)),
+                     (M, T)),
     # a Gaussian log-likelihood: log det and a solve in one loss
     "gaussian_nll": (lambda m, s, b: 0.5 * m.linalg.slogdet(s)[1] + 0.5 * m.sum(
         b * m.linalg.solve(s, b)), (S, B)),
@@ -77,7 +81,7 @@ def test_gradient_matches_finite_differences(name, backend):
     tj.check_grads(_loss(f), list(args), argnums=tuple(range(len(args))), backend=backend)
 
 
-@pytest.mark.parametrize("name", ["solve_batched", "inv", "slogdet", "cholesky"])
+@pytest.mark.parametrize("name", ["solve_batched", "slogdet", "cholesky", "matrix_norms"])
 def test_cuda_matches_interpreter(name):
     f, args = CASES[name]
     want = tj.value_and_grad(_loss(f), argnums=0, backend="interpreter")(*args)
@@ -132,6 +136,13 @@ def test_singular_matrix_raises_linalg_error(backend_or_device):
     # det and slogdet of a singular matrix are NumPy's 0 and (0, -inf), not an error
     d, (s, ld) = tj.jit(lambda a: (np.linalg.det(a), np.linalg.slogdet(a)), **kw)(singular)
     assert d == 0 and s == 0 and ld == -np.inf
+
+
+def test_singular_value_norms_are_first_order_only():
+    with pytest.raises(tj.UnsupportedError, match="second derivatives through singular"):
+        tj.hessian(lambda a: np.linalg.norm(a, "nuc"))(M)
+    with pytest.raises(tj.UnsupportedError, match="second derivatives through singular"):
+        tj.jvp(tj.grad(lambda a: np.linalg.norm(a, 2)), (M,), (M,))
 
 
 def test_shape_errors_name_the_function():

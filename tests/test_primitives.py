@@ -13,6 +13,7 @@ import tracejit as tj
 import tracejit.numpy as tnp
 from tracejit.gradcheck import GradientCheckError
 from tracejit.numpy.protocols import dispatch_tables
+from tracejit.primitives.linalg import FIRST_ORDER_ONLY
 from tracejit.primitives import (
     ANY,
     BINARY,
@@ -108,6 +109,10 @@ LINALG_CASES = {
                      ([((1, 2, 2), C), ((3, 2, 4), C)], {})],
     **{name: [(specs, {}) for specs in _SQUARE]
        for name in ("linalg_inv", "linalg_det", "slogdet_sign", "slogdet_log", "cholesky")},
+    "svdvals": [([((3, 2), C)], {}), ([((2, 2, 4), C)], {}), ([((3, 4), TRANSPOSED)], {}),
+                ([((0, 3, 2), C)], {})],
+    "svd_vjp": [([((3, 2), C), ((2,), C)], {}), ([((2, 2, 4), C), ((2,), C)], {})],
+    "svd_jvp": [([((3, 2), C), ((3, 2), C)], {}), ([((2, 4), C), ((3, 2, 4), C)], {})],
 }
 CONVERT_CASES = [([s], dict(dtype=np.dtype(np.float64))) for s in UNARY_SHAPES]
 
@@ -134,7 +139,9 @@ OTHER_KINDS = ("call",)
 
 
 def is_differentiable(prim) -> bool:
-    return prim.vjp is not None and not prim.erase_after_autodiff
+    """Has a VJP to check (the SVD's rule primitives are first order only: they raise)."""
+    return prim.vjp is not None and not prim.erase_after_autodiff and \
+        prim.name not in FIRST_ORDER_ONLY
 
 
 def prim_cases(prim):

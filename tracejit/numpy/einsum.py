@@ -18,6 +18,7 @@ import string
 import numpy as np
 
 from ..errors import ShapeError, user_error
+from ..primitives.linalg import svdvals_p
 from ..tracing import unsupported
 from .contraction import matmul
 from .elementwise import absolute, power, sqrt
@@ -157,7 +158,7 @@ def tensordot(a, b, axes=2):
 
 def norm(x, ord=None, axis=None, keepdims=False):
     """np.linalg.norm: vectors (ord None/2, 1, inf, -inf, 0, p) and matrices ('fro', 1, -1,
-    inf, -inf); the 2-norm and 'nuc' of a matrix need an SVD (unsupported)."""
+    inf, -inf; 2, -2 and 'nuc' from the singular values, a LAPACK step)."""
     if is_concrete(x):
         return np.linalg.norm(x, ord, axis, keepdims)
     x = asarray(x)
@@ -182,8 +183,14 @@ def norm(x, ord=None, axis=None, keepdims=False):
         out = (_max if ord in (1, np.inf) else _min)(s, axis=outer, keepdims=True)
         return out if keepdims else reshape(out, tuple(
             d for k, d in enumerate(out.shape) if k not in (r, c)))
+    if ord in (2, -2, "nuc"):
+        s = svdvals_p.bind(transpose(x, tuple(d for d in range(x.ndim) if d not in (r, c))
+                                     + (r, c)))
+        out = (_max if ord == 2 else _min if ord == -2 else _sum)(s, axis=-1)
+        return reshape(out, tuple(1 if k in (r, c) else d for k, d in enumerate(x.shape))) \
+            if keepdims else out
     raise unsupported(f"np.linalg.norm(ord={ord!r}) of a matrix",
-                      "use ord='fro', 1, -1, inf or -inf (2 and 'nuc' need an SVD).")
+                      "use ord='fro', 'nuc', 1, -1, 2, -2, inf or -inf.")
 
 
 def _vector_norm(x, ord, axis, keepdims=False):

@@ -9,6 +9,7 @@ stacked matrices (..., n, n) as NumPy does, and raises NumPy's LinAlgError where
     slogdet_sign(a)      (..., n, n) -> (...)   sign of det: piecewise constant (gradient 0)
     slogdet_log(a)       (..., n, n) -> (...)   log|det|
     cholesky(a)          (..., n, n) -> lower L with L L^T = a (NumPy reads a's lower triangle)
+    svdvals(a)           (..., m, n) -> (..., min(m, n)) singular values (matrix norms)
 
 VJPs and JVPs are written with these primitives and matmul (d inv = -inv da inv, d log|det|
 = tr(a^-1 da), ...), so they run as the same library steps.
@@ -17,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError, user_error
+from ..errors import ShapeError, UnsupportedError, user_error
 from ..ir import Aval
-from . import INVERTIBLE, LINALG, SPD, STEP, batch_elementwise, broadcast_shapes, defprim
+from . import ANY, INVERTIBLE, LINALG, SPD, STEP, broadcast_shapes, defprim
 from .contraction import matmul_p
 from .elementwise import add_p, mul_p, neg_p
 from .layout import reshape_p, transpose_p
@@ -87,6 +88,19 @@ def _batch_one(prim, args, dims, **params):
     return prim.bind(args[0], **params), 0
 
 
+def batch_stacked(*core: int):
+    """Batching rule of a function of stacks whose inputs have `core[i]` trailing axes of
+    their own (2 for a matrix, 1 for a vector): the examples' stacking axes are lined up
+    behind the batch axis with size-1 axes, then broadcast as NumPy does."""
+    def rule(prim, args, dims, **params):
+        stack = max(a.ndim - (d is not None) - c for a, d, c in zip(args, dims, core))
+        args = [reshape_p.bind(a, shape=a.shape[:1] + (1,) * (stack + c + 1 - a.ndim) +
+                               a.shape[1:]) if d is not None else a
+                for a, d, c in zip(args, dims, core)]
+        return prim.bind(*args, **params), 0
+    return rule
+
+
 # ----- solve -----
 def _solve_vjp(g, out, a, b):
     gb = solve_p.bind(swap(a), g)
@@ -100,7 +114,7 @@ def _solve_jvp(tangents, out, a, b):
 
 
 solve_p = defprim("linalg_solve", LINALG, shape=_solve_shape, impl=np.linalg.solve,
-                  vjp=_solve_vjp, jvp=_solve_jvp, batch=batch_elementwise, domain=INVERTIBLE,
+                  vjp=_solve_vjp, jvp=_solve_jvp, batch=batch_stacked(2, 2), domain=INVERTIBLE,
                   fusion=STEP, on_host=True)
 
 
@@ -188,3 +202,57 @@ def _cholesky_vjp(g, out, a):
 cholesky_p = defprim("cholesky", LINALG, shape=_matrices("linalg.cholesky"),
                      impl=np.linalg.cholesky, vjp=_cholesky_vjp, jvp=_cholesky_jvp,
                      batch=_batch_one, domain=SPD, fusion=STEP, on_host=True)
+
+
+# ----- singular values: the matrix 2-norm (largest), -2 (smallest), nuclear (sum) -----
+#     svdvals(a)      (..., m, n) -> (..., k), k = min(m, n), descending (LAPACK gesdd)
+#     svd_vjp(a, g)   U diag(g) V^T of a's thin SVD: svdvals' VJP       (..., m, n)
+#     svd_jvp(a, t)   diag(U^T t V): svdvals' JVP                       (..., k)
+# exact where the singular values are distinct (U, V are then unique up to signs, which
+# cancel); the two rule primitives are first order only: differentiating them raises
+def _svdvals_shape(a: Aval) -> Aval:
+    if a.ndim < 2:
+        raise user_error(ShapeError, f"svd: expected matrices (..., m, n), got shape "
+                         f"{a.shape}.", "pass a 2-D array or a stack of them.")
+    return Aval(a.shape[:-2] + (min(a.shape[-2:]),), a.dtype)
+
+
+def _svd_vjp_shape(a: Aval, g: Aval) -> Aval:
+    batch = broadcast_shapes(a.shape[:-2], g.shape[:-1], op="svd")
+    return Aval(batch + a.shape[-2:], a.dtype)
+
+
+def _svd_jvp_shape(a: Aval, t: Aval) -> Aval:
+    batch = broadcast_shapes(a.shape[:-2], t.shape[:-2], op="svd")
+    return Aval(batch + (min(a.shape[-2:]),), a.dtype)
+
+
+def _svd_vjp_impl(a, g):
+    u, _, vt = np.linalg.svd(a, full_matrices=False)
+    return np.matmul(u * np.asarray(g)[..., None, :], vt)
+
+
+def _svd_jvp_impl(a, t):
+    u, _, vt = np.linalg.svd(a, full_matrices=False)
+    return np.sum(u * np.matmul(t, np.swapaxes(vt, -1, -2)), axis=-2)
+
+
+def _first_order_only(*args, **params):
+    raise user_error(UnsupportedError, "second derivatives through singular values "
+                     "(np.linalg.norm(x, 2), -2 or 'nuc' of a matrix) are not implemented.",
+                     "differentiate these norms once, or use ord='fro'.")
+
+
+svd_vjp_p = defprim("svd_vjp", LINALG, shape=_svd_vjp_shape, impl=_svd_vjp_impl,
+                    vjp=_first_order_only, jvp=_first_order_only, batch=batch_stacked(2, 1),
+                    domain=ANY, fusion=STEP, on_host=True)
+svd_jvp_p = defprim("svd_jvp", LINALG, shape=_svd_jvp_shape, impl=_svd_jvp_impl,
+                    vjp=_first_order_only, jvp=_first_order_only, batch=batch_stacked(2, 2),
+                    domain=ANY, fusion=STEP, on_host=True)
+svdvals_p = defprim("svdvals", LINALG, shape=_svdvals_shape,
+                    impl=lambda a: np.linalg.svd(a, compute_uv=False),
+                    vjp=lambda g, out, a: (svd_vjp_p.bind(a, g),),
+                    jvp=lambda tangents, out, a: svd_jvp_p.bind(a, tangents[0]),
+                    batch=_batch_one, domain=ANY, fusion=STEP, on_host=True)
+# primitives whose own derivative raises (the registry tests check them first order only)
+FIRST_ORDER_ONLY = ("svd_vjp", "svd_jvp")
