@@ -13,7 +13,6 @@ import tracejit as tj
 import tracejit.numpy as tnp
 from tracejit.gradcheck import GradientCheckError
 from tracejit.numpy.protocols import dispatch_tables
-from tracejit.primitives.linalg import FIRST_ORDER_ONLY
 from tracejit.primitives import (
     ANY,
     BINARY,
@@ -25,10 +24,12 @@ from tracejit.primitives import (
     POSITIVE,
     REDUCE,
     REGISTRY,
+    SCAN,
     SELECT,
     SMOOTH,
     UNARY,
 )
+from tracejit.primitives.linalg import FIRST_ORDER_ONLY
 
 # ---------------------------------------------------------------------------------------------
 # VJP of each primitive, bound directly
@@ -114,6 +115,11 @@ LINALG_CASES = {
     "svd_vjp": [([((3, 2), C), ((2,), C)], {}), ([((2, 2, 4), C), ((2,), C)], {})],
     "svd_jvp": [([((3, 2), C), ((3, 2), C)], {}), ([((2, 4), C), ((3, 2, 4), C)], {})],
 }
+SCAN_CASES = [([((3, 4), C), ((3, 4), C)], {"axis": 1, "reverse": False}),
+              ([((), C), ((5,), C)], {"axis": 0, "reverse": True}),
+              ([((4, 3), TRANSPOSED), ((4, 3), STRIDED)], {"axis": 0, "reverse": False}),
+              ([((2, 3, 2), C), ((2, 3, 2), C)], {"axis": 1, "reverse": True}),
+              ([((), C), ((0, 3), C)], {"axis": 0, "reverse": False})]
 CONVERT_CASES = [([s], dict(dtype=np.dtype(np.float64))) for s in UNARY_SHAPES]
 
 
@@ -165,6 +171,8 @@ def prim_cases(prim):
         return INDEX_CASES.get(prim.name, [])
     if prim.kind == LINALG:
         return LINALG_CASES.get(prim.name, [])
+    if prim.kind == SCAN:
+        return SCAN_CASES
     return []
 
 

@@ -9,7 +9,8 @@ NumPy form for CPU steps (`view`) and a gather loop body for GPU steps (`gather`
 Kinds: UNARY/BINARY/SELECT are elementwise; REDUCE reduces over `axes` keeping them as size-1
 dims (keepdims=False is a reshape after it); LAYOUT moves data; CONTRACT is matmul; INDEX reads or updates at
 integer index arrays (gathers and scatters: an operand, its indices, maybe updates); LINALG
-is a LAPACK routine over the last two axes of stacked matrices (solve, inv, det, cholesky).
+is a LAPACK routine over the last two axes of stacked matrices (solve, inv, det, cholesky);
+SCAN is a recurrence along one axis (cumsum, cumprod).
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ import numpy as np
 from ..errors import ShapeError, user_error
 from ..ir import Aval, Literal
 
-UNARY, BINARY, SELECT, REDUCE, LAYOUT, CONTRACT, INDEX, LINALG = (
-    "unary", "binary", "select", "reduce", "layout", "contract", "index", "linalg")
+UNARY, BINARY, SELECT, REDUCE, LAYOUT, CONTRACT, INDEX, LINALG, SCAN = (
+    "unary", "binary", "select", "reduce", "layout", "contract", "index", "linalg", "scan")
 ELEMENTWISE = (UNARY, BINARY, SELECT)
 
 # where tests sample inputs for a primitive (name -> (low, high) and a rule)
@@ -266,4 +267,5 @@ from . import (  # noqa: F401  (fill REGISTRY)
     layout,
     linalg,
     reductions,
+    scan,
 )
