@@ -96,26 +96,33 @@ def _walk(e, at: str, steps: str) -> list[str]:
 
 
 def _serial(e) -> list[str]:
-    """CPU: one pass per line of the axis, the other axes in C order outside."""
+    """CPU: the axes before `axis` outside, then the scan, then the axes after it innermost
+    (o[.., k, ..] from o[.., k -+ 1, ..]: memory is walked in order)."""
     shape, axis = e.inputs[1].aval.shape, e.params["axis"]
     n, nd = shape[axis], len(shape)
     if n == 0:
         return ["pass"]
-    first, steps = (n - 1, f"range({n - 2}, -1, -1)") if e.params["reverse"] else \
-        (0, f"range(1, {n})")
+    first, prev, steps = (n - 1, "k + 1", f"range({n - 2}, -1, -1)") if \
+        e.params["reverse"] else (0, "k - 1", f"range(1, {n})")
     lines, ind = [], ""
-    for d in range(nd):
-        if d != axis:
+    for d in range(axis):
+        lines.append(f"{ind}for i{d} in range({shape[d]}):")
+        ind += "    "
+
+    def inner(ind):  # the loops over the axes after `axis`; returns the body's indent
+        for d in range(axis + 1, nd):
             lines.append(f"{ind}for i{d} in range({shape[d]}):")
             ind += "    "
-    idx = _ix([f"i{d}" if d != axis else "k" for d in range(nd)])
-    at = _ix([f"i{d}" if d != axis else str(first) for d in range(nd)])
-    lines.append(f"{ind}h = x1[{at}]")
-    lines.append(f"{ind}o[{at}] = h")
-    scalar = e.inputs[0].aval.ndim == 0
-    a = "x0[0]" if scalar else f"x0[{idx}]"
-    lines += [f"{ind}for k in {steps}:", f"{ind}    h = {a} * h + x1[{idx}]",
-              f"{ind}    o[{idx}] = h"]
+        return ind
+
+    def at(k):
+        return _ix([f"i{d}" if d != axis else k for d in range(nd)])
+    a = "x0[0]" if e.inputs[0].aval.ndim == 0 else f"x0[{at('k')}]"
+    body = inner(ind)
+    lines.append(f"{body}o[{at(str(first))}] = x1[{at(str(first))}]")
+    lines.append(f"{ind}for k in {steps}:")
+    body = inner(ind + "    ")
+    lines.append(f"{body}o[{at('k')}] = {a} * o[{at(prev)}] + x1[{at('k')}]")
     return lines
 
 
