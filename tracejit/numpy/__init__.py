@@ -14,7 +14,7 @@ the modules below, and the wrappers of primitives are generated from the registr
     ml           sigmoid relu softplus logsumexp softmax log_softmax
     numerical    flip roll tile pad cumsum sort diff diagonal nansum average logaddexp ...
     special      scipy.special's expit logit erf erfc log_ndtr xlogy xlog1py
-    einsum       einsum tensordot linalg.norm
+    einsum       einsum tensordot
     statistics   cov corrcoef
     selection    choose
     linalg       linalg.solve inv det slogdet cholesky (LAPACK steps) and linalg.norm

@@ -1,4 +1,4 @@
-"""einsum, tensordot and linalg.norm as composites: contractions go to matmul (BLAS), the rest
+"""einsum and tensordot as composites: contractions go to matmul (BLAS), the rest
 (diagonals of repeated indices, sums of indices only one operand has, transposes) are
 layout and reduction primitives that fuse.
 
@@ -11,23 +11,17 @@ layout and reduction primitives that fuse.
 """
 from __future__ import annotations
 
-import builtins
 import math
 import string
 
 import numpy as np
 
 from ..errors import ShapeError, user_error
-from ..primitives.linalg import svdvals_p
-from ..tracing import unsupported
 from .contraction import matmul
-from .elementwise import absolute, power, sqrt
 from .layout import broadcast_to, reshape, transpose
 from .numerical import diagonal
-from .promotion import asarray, axes_of, is_concrete, result_dtype
+from .promotion import asarray, is_concrete, result_dtype
 from .promotion import astype as _astype
-from .reductions import max as _max
-from .reductions import min as _min
 from .reductions import sum as _sum
 
 __all__ = ["einsum", "tensordot"]
@@ -154,57 +148,3 @@ def tensordot(a, b, axes=2):
     out = [c for k, c in enumerate(ta) if k not in ia] + \
         [c for k, c in enumerate(tb) if k not in ib]
     return einsum(f"{''.join(ta)},{''.join(tb)}->{''.join(out)}", a, b)
-
-
-def norm(x, ord=None, axis=None, keepdims=False):
-    """np.linalg.norm: vectors (ord None/2, 1, inf, -inf, 0, p) and matrices ('fro', 1, -1,
-    inf, -inf; 2, -2 and 'nuc' from the singular values, a LAPACK step)."""
-    if is_concrete(x):
-        return np.linalg.norm(x, ord, axis, keepdims)
-    x = asarray(x)
-    if x.dtype.kind != "f":
-        x = _astype(x, np.float64)
-    if axis is None and (ord is None or x.ndim == 1):
-        axis = tuple(range(x.ndim))
-        if ord is None or x.ndim == 1:
-            flat = reshape(x, (x.size,))
-            out = _vector_norm(flat, ord, 0)
-            return reshape(out, (1,) * x.ndim) if keepdims else out
-    axes = axes_of(axis if axis is not None else (0, 1), x.ndim)
-    if len(axes) == 1:
-        return _vector_norm(x, ord, axes[0], keepdims)
-    r, c = (axis if axis is not None else (0, 1))
-    r, c = r % x.ndim, c % x.ndim
-    if ord in (None, "fro"):
-        return sqrt(_sum(x * x, axis=(r, c), keepdims=keepdims))
-    if ord in (1, -1, np.inf, -np.inf):
-        inner, outer = (r, c) if ord in (1, -1) else (c, r)
-        s = _sum(absolute(x), axis=inner, keepdims=True)
-        out = (_max if ord in (1, np.inf) else _min)(s, axis=outer, keepdims=True)
-        return out if keepdims else reshape(out, tuple(
-            d for k, d in enumerate(out.shape) if k not in (r, c)))
-    if ord in (2, -2, "nuc"):
-        s = svdvals_p.bind(transpose(x, tuple(d for d in range(x.ndim) if d not in (r, c))
-                                     + (r, c)))
-        out = (_max if ord == 2 else _min if ord == -2 else _sum)(s, axis=-1)
-        return reshape(out, tuple(1 if k in (r, c) else d for k, d in enumerate(x.shape))) \
-            if keepdims else out
-    raise unsupported(f"np.linalg.norm(ord={ord!r}) of a matrix",
-                      "use ord='fro', 'nuc', 1, -1, 2, -2, inf or -inf.")
-
-
-def _vector_norm(x, ord, axis, keepdims=False):
-    if ord is None or ord == 2:
-        return sqrt(_sum(x * x, axis=axis, keepdims=keepdims))
-    a = absolute(x)
-    if ord == np.inf:
-        return _max(a, axis=axis, keepdims=keepdims)
-    if ord == -np.inf:
-        return _min(a, axis=axis, keepdims=keepdims)
-    if ord == 0:
-        return _sum(_astype(x != 0, x.dtype), axis=axis, keepdims=keepdims)
-    if ord == 1:
-        return _sum(a, axis=axis, keepdims=keepdims)
-    p = builtins.float(ord)
-    return power(_sum(power(a, p), axis=axis, keepdims=keepdims), 1 / p)
-
