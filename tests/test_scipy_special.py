@@ -65,7 +65,7 @@ def test_gradient_matches_finite_differences(name, backend):
     tj.check_grads(_loss(f), list(args), argnums=tuple(range(len(args))), backend=backend)
 
 
-@pytest.mark.parametrize("name", ["logsumexp_b_sign", "log_softmax"])
+@pytest.mark.parametrize("name", ["logsumexp_b_sign"])
 def test_cuda_matches_interpreter(name):
     f, args = CASES[name]
     want = tj.value_and_grad(_loss(f), backend="interpreter")(*args)
