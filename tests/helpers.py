@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from tracejit.primitives import ANY, GE1, NONZERO, POSITIVE, SMOOTH, UNIT
+from tracejit.primitives import ANY, GE1, INVERTIBLE, NONZERO, POSITIVE, SMOOTH, SPD, UNIT
 
 BACKENDS = ["interpreter"]
 if importlib.util.find_spec("tracejit.backends.numba_cpu") is not None:
@@ -29,6 +29,12 @@ def sample(domain: str | None, shape, rng: np.random.Generator, dtype=np.float64
         x = rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
     elif domain == GE1:
         x = rng.uniform(1.5, 3.0, shape)
+    elif domain in (INVERTIBLE, SPD):  # square matrices (..., n, n): well conditioned
+        x = rng.uniform(-1.0, 1.0, shape)
+        n = shape[-1] if len(shape) >= 2 else 0
+        if domain == SPD:
+            x = x @ np.swapaxes(x, -1, -2) / max(n, 1)
+        x = x + 2.0 * np.eye(n) if len(shape) >= 2 and shape[-2] == n else x
     else:
         raise AssertionError(f"unknown domain {domain!r}")
     return np.asarray(x, dtype=dtype)

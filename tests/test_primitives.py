@@ -19,14 +19,17 @@ from tracejit.primitives import (
     CONTRACT,
     INDEX,
     LAYOUT,
+    LINALG,
     NONZERO,
     POSITIVE,
     REDUCE,
     REGISTRY,
+    SCAN,
     SELECT,
     SMOOTH,
     UNARY,
 )
+from tracejit.primitives.linalg import FIRST_ORDER_ONLY
 
 # ---------------------------------------------------------------------------------------------
 # VJP of each primitive, bound directly
@@ -98,6 +101,25 @@ INDEX_CASES = {
     "index_check": [([("idx", _I([-1, 0, 2, -3]))], dict(size=3, axis=0)),
                     ([("idx", _I([[4], [-5]]))], dict(size=5, axis=1))],
 }
+# stacked square matrices (sampled well conditioned, or positive definite for cholesky);
+# right-hand sides of solve broadcast over the batch
+_SQUARE = [[((3, 3), C)], [((2, 3, 3), C)], [((3, 3), TRANSPOSED)], [((0, 2, 2), C)]]
+LINALG_CASES = {
+    "linalg_solve": [([((3, 3), C), ((3, 2), C)], {}), ([((2, 3, 3), C), ((3, 1), C)], {}),
+                     ([((3, 3), TRANSPOSED), ((2, 3, 2), STRIDED)], {}),
+                     ([((1, 2, 2), C), ((3, 2, 4), C)], {})],
+    **{name: [(specs, {}) for specs in _SQUARE]
+       for name in ("linalg_inv", "linalg_det", "slogdet_sign", "slogdet_log", "cholesky")},
+    "svdvals": [([((3, 2), C)], {}), ([((2, 2, 4), C)], {}), ([((3, 4), TRANSPOSED)], {}),
+                ([((0, 3, 2), C)], {})],
+    "svd_vjp": [([((3, 2), C), ((2,), C)], {}), ([((2, 2, 4), C), ((2,), C)], {})],
+    "svd_jvp": [([((3, 2), C), ((3, 2), C)], {}), ([((2, 4), C), ((3, 2, 4), C)], {})],
+}
+SCAN_CASES = [([((3, 4), C), ((3, 4), C)], {"axis": 1, "reverse": False}),
+              ([((), C), ((5,), C)], {"axis": 0, "reverse": True}),
+              ([((4, 3), TRANSPOSED), ((4, 3), STRIDED)], {"axis": 0, "reverse": False}),
+              ([((2, 3, 2), C), ((2, 3, 2), C)], {"axis": 1, "reverse": True}),
+              ([((), C), ((0, 3), C)], {"axis": 0, "reverse": False})]
 CONVERT_CASES = [([s], dict(dtype=np.dtype(np.float64))) for s in UNARY_SHAPES]
 
 
@@ -123,7 +145,9 @@ OTHER_KINDS = ("call",)
 
 
 def is_differentiable(prim) -> bool:
-    return prim.vjp is not None and not prim.erase_after_autodiff
+    """Has a VJP to check (the SVD's rule primitives are first order only: they raise)."""
+    return prim.vjp is not None and not prim.erase_after_autodiff and \
+        prim.name not in FIRST_ORDER_ONLY
 
 
 def prim_cases(prim):
@@ -145,6 +169,10 @@ def prim_cases(prim):
         return [(pair, {}) for pair in MATMUL_CASES]
     if prim.kind == INDEX:
         return INDEX_CASES.get(prim.name, [])
+    if prim.kind == LINALG:
+        return LINALG_CASES.get(prim.name, [])
+    if prim.kind == SCAN:
+        return SCAN_CASES
     return []
 
 

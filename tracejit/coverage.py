@@ -22,9 +22,11 @@ END = "<!-- end of generated list -->"
 _GROUP_TITLES = {"elementwise": "elementwise", "reductions": "reductions", "layout": "layout",
                  "indexing": "indexing", "contraction": "contraction",
                  "updates": "functional updates", "numerical": "numerical",
-                 "einsum": "einsum and linear algebra",
+                 "einsum": "einsum", "linalg": "linear algebra (LAPACK steps)",
+                 "statistics": "statistics", "selection": "selection",
                  "special": "scipy.special (`scipy.special.<name>(x)` on traced values too)",
-                 "ml": "machine learning (`tracejit.numpy` only)", "promotion": "dtypes"}
+                 "ml": "machine learning (`tracejit.numpy`; `logsumexp softmax log_softmax` "
+                       "also as `scipy.special.<name>`)", "promotion": "dtypes"}
 _HIDDEN = ("getitem", "setitem", "ufunc_at", "index_at")  # x[...], x[...] = v, np.add.at, x.at
 # how to call a function the generic probes (f(x), f(x, y)) do not fit; None: not probed
 _PROBES = {
@@ -32,6 +34,7 @@ _PROBES = {
     "take_along_axis": lambda f, x, y: f(x, np.zeros((4, 1), np.int64), 1),
     "getitem": lambda f, x, y: f(x, (np.array([0, 2]), slice(None))),
     "einsum": lambda f, x, y: f("ij,jk->ik", x, y),
+    "choose": lambda f, x, y: f(np.zeros((4, 4), np.int64), [x, y]),
     "where": lambda f, x, y: f(x > 0, x, y), "clip": lambda f, x, y: f(x, -1.0, 1.0),
     "broadcast_to": lambda f, x, y: f(x, (2, 4, 4)), "reshape": lambda f, x, y: f(x, (16,)),
     "full_like": lambda f, x, y: f(x, 1.0), "astype": lambda f, x, y: f(x, np.float32),
@@ -119,8 +122,10 @@ def markdown_table() -> str:
              "primitive registry and a probe call of each function (float64 4x4 inputs): "
              "*differentiable* means every float value it computes has a VJP; *fused* means "
              "it runs inside loop nests, else the library steps it needs are named (matmul: "
-             "BLAS; argsort, scatter, concatenate, pad: a NumPy/njit step on the CPU, a "
-             "gather kernel on the GPU). Names marked * are tracejit.numpy's own.", "",
+             "BLAS; argsort, scatter, concatenate, pad, linear_scan: a NumPy/njit step on the "
+             "CPU, a gather kernel on the GPU; linalg_*, cholesky, slogdet_*, svdvals: LAPACK "
+             "on the CPU, NumPy on host copies for the GPU). Names marked * are "
+             "tracejit.numpy's own.", "",
              "| name | group | implementation | differentiable | fused |",
              "|---|---|---|---|---|"]
     for name, group, how in table():

@@ -17,6 +17,8 @@ How each plan item runs on the device:
     layout steps            a gather kernel per step (transpose, slice, pad, rev, concatenate,
                             broadcast, reshape of strided data); a reshape of contiguous data is
                             a device view; argmax/argmin one thread per output element
+    host steps (on_host)    LAPACK routines (linalg solve, inv, det, cholesky): the NumPy
+                            reference on host copies of the inputs, the result copied back
 
     thread partials  t0 t1 t2 t3 ... tB      block tree (shared memory)     finish launch
     block 0          a  b  c  d  ...   ──▶   a+b  c+d  ... ──▶ p[0]  ─┐
@@ -481,6 +483,26 @@ class Step:
         return {"": arrays + ([nt.int64] * 4 if self.matmul else [])}
 
 
+class HostStep:
+    """A step with no device kernel (`on_host`: LAPACK routines): the primitive's NumPy
+    reference runs on host copies of its inputs and the result is copied back."""
+
+    def __init__(self, e) -> None:
+        self.e, self.name = e, e.prim.name
+        self.source = f"# host step: {e.prim.name} (NumPy on host copies)"
+        self.mod = types.SimpleNamespace(name=self.name)
+
+    def __call__(self, cuda, env: dict, alloc) -> None:
+        e, out = self.e, self.e.outputs[0]
+        xs = [env[a.id if isinstance(a, Var) else ("lit", id(a))] for a in e.inputs]
+        host = [x.copy_to_host().reshape(a.aval.shape) for x, a in zip(xs, e.inputs)]
+        val = np.asarray(e.prim.impl(*host, **e.params), out.aval.dtype)
+        env[out.id] = cuda.to_device(np.ascontiguousarray(val.reshape(out.aval.shape or (1,))))
+
+    def argtypes(self) -> dict:
+        return {}
+
+
 # ----- the executable -----
 class Executable:
     """Runs a plan on the device. NumPy inputs are copied in and results copied out; if any
@@ -491,7 +513,8 @@ class Executable:
 
     def __init__(self, plan: fusion.Plan, reuse_buffers: bool) -> None:
         self.graph, self.items, self.reuse = plan.graph, plan.items, reuse_buffers
-        self.ops = [FusedKernel(it) if isinstance(it, fusion.Kernel) else Step(it.eqn)
+        self.ops = [FusedKernel(it) if isinstance(it, fusion.Kernel) else
+                    HostStep(it.eqn) if it.eqn.prim.on_host else Step(it.eqn)
                     for it in self.items]
         self.buffers: dict[int, object] = {}
         self.consts: dict | None = None  # literal arrays, uploaded on the first call

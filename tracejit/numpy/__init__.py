@@ -14,7 +14,10 @@ the modules below, and the wrappers of primitives are generated from the registr
     ml           sigmoid relu softplus logsumexp softmax log_softmax
     numerical    flip roll tile pad cumsum sort diff diagonal nansum average logaddexp ...
     special      scipy.special's expit logit erf erfc log_ndtr xlogy xlog1py
-    einsum       einsum tensordot linalg.norm
+    einsum       einsum tensordot
+    statistics   cov corrcoef
+    selection    choose
+    linalg       linalg.solve inv det slogdet cholesky (LAPACK steps) and linalg.norm
     protocols    __array_ufunc__ / __array_function__ tables and operators on tracers
 
 A plain NumPy call on a tracer reaches the function of the same name here.
@@ -28,17 +31,20 @@ from . import (
     elementwise,
     indexing,
     layout,
+    linalg,
     ml,
     numerical,
     promotion,
     protocols,
     reductions,
+    selection,
     special,
+    statistics,
     updates,
 )
 
 MODULES = (elementwise, reductions, layout, indexing, updates, contraction, ml, numerical,
-           special, einsum)
+           special, einsum, linalg, statistics, selection)
 
 
 def _public(module) -> dict:
@@ -58,6 +64,7 @@ for _m in (promotion, *MODULES):
     NAMESPACE.update(_public(_m))
 globals().update(NAMESPACE)
 protocols.install(NAMESPACE, by_name=special.SCIPY_UFUNCS)
+special.install_scipy_hook()
 __all__ = sorted(NAMESPACE)  # noqa: PLE0605  (generated)
 _WRAP = {UNARY: elementwise.wrap, BINARY: elementwise.wrap, REDUCE: reductions.wrap}
 

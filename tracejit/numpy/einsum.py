@@ -1,4 +1,4 @@
-"""einsum, tensordot and linalg.norm as composites: contractions go to matmul (BLAS), the rest
+"""einsum and tensordot as composites: contractions go to matmul (BLAS), the rest
 (diagonals of repeated indices, sums of indices only one operand has, transposes) are
 layout and reduction primitives that fuse.
 
@@ -11,40 +11,67 @@ layout and reduction primitives that fuse.
 """
 from __future__ import annotations
 
-import builtins
 import math
-from types import SimpleNamespace
+import string
 
 import numpy as np
 
 from ..errors import ShapeError, user_error
-from ..tracing import unsupported
 from .contraction import matmul
-from .elementwise import absolute, power, sqrt
-from .layout import reshape, transpose
+from .layout import broadcast_to, reshape, transpose
 from .numerical import diagonal
-from .promotion import asarray, axes_of, is_concrete, result_dtype
+from .promotion import asarray, is_concrete, result_dtype
 from .promotion import astype as _astype
-from .reductions import max as _max
-from .reductions import min as _min
 from .reductions import sum as _sum
 
-__all__ = ["einsum", "linalg", "tensordot"]
+__all__ = ["einsum", "tensordot"]
 
 
 def _parse(subscripts: str, ndims: list[int]) -> tuple[list[str], str]:
+    """Terms and output, with '...' replaced by letters of their own (right-aligned across
+    operands, as NumPy broadcasts them)."""
     subscripts = subscripts.replace(" ", "")
-    if "." in subscripts:
-        raise unsupported("np.einsum with '...'", "name every axis with a letter.")
-    ins, _, out = subscripts.partition("->")
+    ins, arrow, out = subscripts.partition("->")
     terms = ins.split(",")
-    if len(terms) != len(ndims) or any(len(t) != n for t, n in zip(terms, ndims)):
+    if len(terms) != len(ndims):
+        raise user_error(ShapeError, f"einsum: subscripts {subscripts!r} name "
+                         f"{len(terms)} operands, {len(ndims)} given.", "one term per operand.")
+    spare = iter(c for c in string.ascii_letters if c not in subscripts)
+    extra = [n - len(t.replace("...", "")) for t, n in zip(terms, ndims)]
+    ell = "".join(next(spare) for _ in range(max([e for t, e in zip(terms, extra)
+                                                    if "..." in t], default=0)))
+    terms = [t.replace("...", ell[len(ell) - e:] if e > 0 else "", 1) for t, e in
+             zip(terms, extra)]
+    if any(len(t) != n or not t.isalpha() and t for t, n in zip(terms, ndims)) or \
+            "." in out.replace("...", ""):
         raise user_error(ShapeError, f"einsum: subscripts {subscripts!r} do not match the "
-                         f"operands' dimensions {ndims}.", "one letter per axis.")
-    if "->" not in subscripts:  # implicit: the letters used once, alphabetically
-        counts = {c: ins.count(c) for c in set(ins) if c.isalpha()}
-        out = "".join(sorted(c for c, k in counts.items() if k == 1))
+                         f"operands' dimensions {ndims}.", "one letter per axis, or '...'.")
+    if not arrow:  # implicit: the broadcast axes, then the letters used once, alphabetically
+        joined = "".join(terms)
+        out = ell + "".join(sorted(c for c in set(joined) if joined.count(c) == 1
+                                   and c not in ell))
+    elif "..." in out:
+        out = out.replace("...", ell)
+    elif ell:
+        raise user_error(ShapeError, f"einsum: {subscripts!r}: the output names no '...' for "
+                         "the axes '...' stands for in the operands.",
+                         "write '...' in the output too (as NumPy requires).")
     return terms, out
+
+
+def _broadcast_ellipsis(xs: list, terms: list[str], out: str) -> list:
+    """Operands broadcast along the letters '...' stands for (size 1 against size n)."""
+    sizes: dict[str, int] = {}
+    for x, t in zip(xs, terms):
+        for c, d in zip(t, x.shape):
+            if sizes.get(c, 1) == 1:
+                sizes[c] = d
+            elif d not in (1, sizes[c]):
+                raise user_error(ShapeError, f"einsum: axis {c!r} has sizes {sizes[c]} and "
+                                 f"{d} in different operands.", "make the sizes agree.")
+    return [broadcast_to(x, tuple(sizes[c] for c in t))
+            if any(d != sizes[c] for c, d in zip(t, x.shape)) else x
+            for x, t in zip(xs, terms)]
 
 
 def _reduce_term(x, term: str, keep: set[str]):
@@ -82,7 +109,8 @@ def _contract(a, ta: str, b, tb: str, keep: set[str]):
 
 
 def einsum(subscripts, *operands, optimize=False, dtype=None):
-    """np.einsum with explicit or implicit output, repeated indices (traces, diagonals)."""
+    """np.einsum with explicit or implicit output, repeated indices (traces, diagonals) and
+    '...' for broadcast axes."""
     if is_concrete(*operands):
         return np.einsum(subscripts, *operands, optimize=optimize)
     xs = [asarray(x) for x in operands]
@@ -90,6 +118,7 @@ def einsum(subscripts, *operands, optimize=False, dtype=None):
         result_dtype(np.multiply, *xs) if len(xs) > 1 else xs[0].dtype)
     xs = [_astype(x, dt) for x in xs]
     terms, out = _parse(subscripts, [x.ndim for x in xs])
+    xs = _broadcast_ellipsis(xs, terms, out)
     for k in range(len(xs)):
         later = set(out) | set("".join(t for j, t in enumerate(terms) if j != k))
         xs[k], terms[k] = _reduce_term(xs[k], terms[k], later)
@@ -119,53 +148,3 @@ def tensordot(a, b, axes=2):
     out = [c for k, c in enumerate(ta) if k not in ia] + \
         [c for k, c in enumerate(tb) if k not in ib]
     return einsum(f"{''.join(ta)},{''.join(tb)}->{''.join(out)}", a, b)
-
-
-def norm(x, ord=None, axis=None, keepdims=False):
-    """np.linalg.norm: vectors (ord None/2, 1, inf, -inf, 0, p) and matrices ('fro', 1, -1,
-    inf, -inf); the 2-norm and 'nuc' of a matrix need an SVD (unsupported)."""
-    if is_concrete(x):
-        return np.linalg.norm(x, ord, axis, keepdims)
-    x = asarray(x)
-    if x.dtype.kind != "f":
-        x = _astype(x, np.float64)
-    if axis is None and (ord is None or x.ndim == 1):
-        axis = tuple(range(x.ndim))
-        if ord is None or x.ndim == 1:
-            flat = reshape(x, (x.size,))
-            out = _vector_norm(flat, ord, 0)
-            return reshape(out, (1,) * x.ndim) if keepdims else out
-    axes = axes_of(axis if axis is not None else (0, 1), x.ndim)
-    if len(axes) == 1:
-        return _vector_norm(x, ord, axes[0], keepdims)
-    r, c = (axis if axis is not None else (0, 1))
-    r, c = r % x.ndim, c % x.ndim
-    if ord in (None, "fro"):
-        return sqrt(_sum(x * x, axis=(r, c), keepdims=keepdims))
-    if ord in (1, -1, np.inf, -np.inf):
-        inner, outer = (r, c) if ord in (1, -1) else (c, r)
-        s = _sum(absolute(x), axis=inner, keepdims=True)
-        out = (_max if ord in (1, np.inf) else _min)(s, axis=outer, keepdims=True)
-        return out if keepdims else reshape(out, tuple(
-            d for k, d in enumerate(out.shape) if k not in (r, c)))
-    raise unsupported(f"np.linalg.norm(ord={ord!r}) of a matrix",
-                      "use ord='fro', 1, -1, inf or -inf (2 and 'nuc' need an SVD).")
-
-
-def _vector_norm(x, ord, axis, keepdims=False):
-    if ord is None or ord == 2:
-        return sqrt(_sum(x * x, axis=axis, keepdims=keepdims))
-    a = absolute(x)
-    if ord == np.inf:
-        return _max(a, axis=axis, keepdims=keepdims)
-    if ord == -np.inf:
-        return _min(a, axis=axis, keepdims=keepdims)
-    if ord == 0:
-        return _sum(_astype(x != 0, x.dtype), axis=axis, keepdims=keepdims)
-    if ord == 1:
-        return _sum(a, axis=axis, keepdims=keepdims)
-    p = builtins.float(ord)
-    return power(_sum(power(a, p), axis=axis, keepdims=keepdims), 1 / p)
-
-
-linalg = SimpleNamespace(norm=norm)

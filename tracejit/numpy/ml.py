@@ -30,12 +30,20 @@ def softplus(x):
     return maximum(x, 0) + log1p(exp(-absolute(x)))
 
 
-def logsumexp(x, axis=None, keepdims=False):
-    """log(sum(exp(x))) without overflow: the max is subtracted under stop_gradient."""
-    m = _max(x, axis=axis, keepdims=True)
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+    """log(sum(b * exp(a))) without overflow: the max is subtracted under stop_gradient.
+    JAX's and scipy.special's signature: `b` scales each term; with `return_sign`, returns
+    (log|sum|, sign(sum)) (else a negative sum gives NaN, as scipy)."""
+    m = _max(a, axis=axis, keepdims=True)
     m = stop_gradient(where(isfinite(m), m, 0))
-    out = log(_sum(exp(x - m), axis=axis, keepdims=True)) + m
-    return out if keepdims else drop_axes(out, axes_of(axis, out.ndim))
+    terms = exp(a - m) if b is None else b * exp(a - m)
+    total = _sum(terms, axis=axis, keepdims=True)
+    out = log(absolute(total) if return_sign else total) + m
+    axes = axes_of(axis, out.ndim)
+    if return_sign:
+        sign = REGISTRY["sign"].bind(total)
+        return (out, sign) if keepdims else (drop_axes(out, axes), drop_axes(sign, axes))
+    return out if keepdims else drop_axes(out, axes)
 
 
 def softmax(x, axis=-1):

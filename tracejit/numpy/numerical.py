@@ -3,8 +3,8 @@ fuses where its primitives do): flip roll tile repeat vstack hstack column_stack
 diagonal trace diag triu tril pad cumsum cumprod sort argsort nansum nanmean nanmax nanmin
 average, and NaN-aware / two-argument math (logaddexp logaddexp2 fmax fmin heaviside).
 
-cumsum/cumprod are Hillis-Steele scans: log2(n) shifted adds along the axis (exact
-gradients through the shifts; a single fused scan loop is a TODO). sort is
+cumsum/cumprod are one linear_scan step each (a serial pass along the axis; its gradient is
+the reverse scan). sort is
 take_along(x, argsort(x)): its gradient goes back through the permutation.
 """
 from __future__ import annotations
@@ -17,9 +17,21 @@ import numpy as np
 from ..errors import ShapeError, user_error
 from ..primitives.indexing import argsort_p, take_along_p
 from ..primitives.layout import pad_p, rev_p
+from ..primitives.scan import scan_p
 from ..tracing import unsupported
-from .elementwise import (absolute, add, exp, isnan, log1p, logical_not, maximum, minimum,
-                          multiply, subtract, where)
+from .elementwise import (
+    absolute,
+    add,
+    exp,
+    isnan,
+    log1p,
+    logical_not,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+    where,
+)
 from .indexing import getitem, take
 from .layout import broadcast_to, concatenate, reshape, transpose
 from .promotion import asarray, astype, axes_of, is_concrete
@@ -226,7 +238,7 @@ def pad(array, pad_width, mode="constant", constant_values=0):
     return x
 
 
-def _scan(a, axis, dtype, combine, identity, np_fn):
+def _scan(a, axis, dtype, np_fn):
     if is_concrete(a):
         return np_fn(a, axis=axis, dtype=dtype)
     a = asarray(a)
@@ -235,28 +247,26 @@ def _scan(a, axis, dtype, combine, identity, np_fn):
     axis = _axis(axis, a.ndim)
     if dtype is not None or a.dtype.kind in "biu":
         a = astype(a, dtype if dtype is not None else np_fn(np.ones(1, a.dtype)).dtype)
-    n, shift = a.shape[axis], 1
-    while shift < n:  # Hillis-Steele: after the step, a[i] combines a[i - 2*shift + 1 .. i]
-        lo = [0] * a.ndim
-        lo[axis] = shift
-        hi = [0] * a.ndim
-        shifted = pad_p.bind(_slice_along(a, axis, 0, n - shift), lo=tuple(lo),
-                             hi=tuple(hi), interior=(0,) * a.ndim)
-        if identity:
-            head = np.zeros((1,) * axis + (n,) + (1,) * (a.ndim - axis - 1), a.dtype)
-            head.reshape(-1)[:shift] = identity
-            shifted = add(shifted, head)
-        a = combine(a, shifted)
-        shift *= 2
-    return a
+    return a, axis
 
 
 def cumsum(a, axis=None, dtype=None):
-    return _scan(a, axis, dtype, add, 0, np.cumsum)
+    """One serial scan pass (primitives/scan.py): h[i] = h[i-1] + a[i]."""
+    x = _scan(a, axis, dtype, np.cumsum)
+    if not isinstance(x, tuple):
+        return x
+    a, axis = x
+    return scan_p.bind(np.ones((), a.dtype), a, axis=axis, reverse=False)
 
 
 def cumprod(a, axis=None, dtype=None):
-    return _scan(a, axis, dtype, multiply, 1, np.cumprod)
+    """One serial scan pass: h[i] = a[i] * h[i-1], h[0] = a[0]."""
+    x = _scan(a, axis, dtype, np.cumprod)
+    if not isinstance(x, tuple):
+        return x
+    a, axis = x
+    first = np.arange(a.shape[axis]).reshape((-1,) + (1,) * (a.ndim - axis - 1)) == 0
+    return scan_p.bind(a, where(first, a, 0), axis=axis, reverse=False)
 
 
 def argsort(a, axis=-1, kind=None, order=None, stable=None):

@@ -4,17 +4,26 @@ name to the function here), and `tnp.expit` etc. name them directly.
 
     expit logit erf erfc log_ndtr xlogy xlog1py      (ufuncs; scipy need not be imported)
 
-scipy.special.logsumexp / softmax / log_softmax are Python functions, not ufuncs, and use
-the array API (not NumPy's protocols) on their input: call tnp.logsumexp / tnp.softmax /
-tnp.log_softmax inside traced code.
+scipy.special.logsumexp / softmax / log_softmax are Python functions, not ufuncs: they
+convert their input with np.asarray (the array API), which a tracer cannot answer. tracejit
+wraps them in the scipy.special module (`patch_scipy_special`, when scipy.special is imported,
+before or after tracejit): the wrapper calls tracejit.numpy's function (scipy's signature and
+defaults) when an argument is traced, scipy's own otherwise. A name bound by `from
+scipy.special import logsumexp` before `import tracejit` keeps scipy's function: use
+`tnp.logsumexp` or `scipy.special.logsumexp` there.
 """
 from __future__ import annotations
 
+import functools
+import importlib.abc
 import math
+import sys
 
 import numpy as np
 
 from ..primitives.elementwise import erf_p, erfc_p, logistic_p
+from ..tracing import Tracer
+from . import ml
 from .elementwise import log, log1p, multiply, subtract, where
 from .promotion import asarray, astype, is_concrete
 
@@ -81,3 +90,63 @@ def xlog1py(x, y):
     x, y = _float(x), _float(y)
     zero = x == 0
     return where(zero, np.zeros((), x.dtype), multiply(x, log1p(where(zero, 0, y))))
+
+
+# ----- scipy.special's Python functions on traced values -----
+def _softmax(x, axis=None):
+    return ml.softmax(x, axis=axis)
+
+
+def _log_softmax(x, axis=None):
+    return ml.log_softmax(x, axis=axis)
+
+
+# scipy's name -> tracejit's function with scipy's signature and defaults (axis=None)
+SCIPY_FUNCTIONS = {"logsumexp": ml.logsumexp, "softmax": _softmax, "log_softmax": _log_softmax}
+
+
+def _traced(args, kwargs) -> bool:
+    return any(isinstance(a, Tracer) for a in (*args, *kwargs.values()))
+
+
+def patch_scipy_special(module) -> None:
+    """Wrap SCIPY_FUNCTIONS in `module` (scipy.special): traced arguments go to tracejit."""
+    for name, ours in SCIPY_FUNCTIONS.items():
+        theirs = getattr(module, name, None)
+        if theirs is None or getattr(theirs, "__tracejit__", False):
+            continue
+
+        @functools.wraps(theirs)
+        def wrapper(*args, _ours=ours, _theirs=theirs, **kwargs):
+            return (_ours if _traced(args, kwargs) else _theirs)(*args, **kwargs)
+        wrapper.__tracejit__ = True
+        setattr(module, name, wrapper)
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Patches scipy.special right after it is first imported (importing it ourselves would
+    cost a third of a second on every `import tracejit`)."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "scipy.special":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                run = spec.loader.exec_module
+
+                def exec_module(module, _run=run):
+                    _run(module)
+                    patch_scipy_special(module)
+                spec.loader.exec_module = exec_module
+                return spec
+        return None
+
+
+def install_scipy_hook() -> None:
+    if "scipy.special" in sys.modules:
+        patch_scipy_special(sys.modules["scipy.special"])
+    elif not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport())

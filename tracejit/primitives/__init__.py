@@ -8,7 +8,9 @@ NumPy form for CPU steps (`view`) and a gather loop body for GPU steps (`gather`
 
 Kinds: UNARY/BINARY/SELECT are elementwise; REDUCE reduces over `axes` keeping them as size-1
 dims (keepdims=False is a reshape after it); LAYOUT moves data; CONTRACT is matmul; INDEX reads or updates at
-integer index arrays (gathers and scatters: an operand, its indices, maybe updates).
+integer index arrays (gathers and scatters: an operand, its indices, maybe updates); LINALG
+is a LAPACK routine over the last two axes of stacked matrices (solve, inv, det, cholesky);
+SCAN is a recurrence along one axis (cumsum, cumprod).
 """
 from __future__ import annotations
 
@@ -21,12 +23,14 @@ import numpy as np
 from ..errors import ShapeError, user_error
 from ..ir import Aval, Literal
 
-UNARY, BINARY, SELECT, REDUCE, LAYOUT, CONTRACT, INDEX = (
-    "unary", "binary", "select", "reduce", "layout", "contract", "index")
+UNARY, BINARY, SELECT, REDUCE, LAYOUT, CONTRACT, INDEX, LINALG, SCAN = (
+    "unary", "binary", "select", "reduce", "layout", "contract", "index", "linalg", "scan")
 ELEMENTWISE = (UNARY, BINARY, SELECT)
 
 # where tests sample inputs for a primitive (name -> (low, high) and a rule)
 ANY, POSITIVE, UNIT, NONZERO, GE1, SMOOTH = "any", "positive", "unit", "nonzero", "ge1", "smooth"
+# square matrices in the last two axes: well conditioned; symmetric positive definite
+INVERTIBLE, SPD = "invertible", "spd"
 
 
 # how fusion treats an equation: "loop" joins a loop nest (elementwise work, reductions as
@@ -103,6 +107,9 @@ class Primitive:
     # CPU step: the body of `def step(o, x0, x1, ...)` filling o in one serial pass (a
     # scatter in index order), compiled with Numba instead of running `impl`
     serial: Callable[[Any], list[str]] | None = None
+    # a device backend runs this step's `impl` on host copies of its inputs and copies the
+    # result back (LAPACK routines: the reference, where no device kernel exists)
+    on_host: bool = False
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"
@@ -253,4 +260,12 @@ def broadcast_shapes(*shapes: tuple[int, ...], op: str = "") -> tuple[int, ...]:
             "or 1), e.g. with reshape, expand_dims or x[:, None].") from None
 
 
-from . import contraction, elementwise, indexing, layout, reductions  # noqa: F401  (fill REGISTRY)
+from . import (  # noqa: F401  (fill REGISTRY)
+    contraction,
+    elementwise,
+    indexing,
+    layout,
+    linalg,
+    reductions,
+    scan,
+)
