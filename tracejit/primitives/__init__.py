@@ -103,6 +103,17 @@ class Primitive:
     # CPU step: the body of `def step(o, x0, x1, ...)` filling o in one serial pass (a
     # scatter in index order), compiled with Numba instead of running `impl`
     serial: Callable[[Any], list[str]] | None = None
+    # loops and branches (tracejit/loops.py): the equation has one output per result (bind
+    # returns a tuple) and its params hold sub-graphs
+    multiple_results: bool = False
+    # reverse mode in two halves: (active_in, wanted_out, *inputs, **params) -> (outputs,
+    # residuals) replaces the forward equation under autodiff (a loop that also stacks what
+    # its backward pass reads); `vjp` is then (cotangents of the outputs, residuals) -> the
+    # inputs' cotangents
+    vjp_fwd: Callable[..., tuple] | None = None
+    # a step the backend compiles through this hook: (eqn, backend module) -> a function of
+    # the input arrays returning the list of outputs (a loop over the body's compiled plan)
+    step: Callable[..., Callable] | None = None
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"

@@ -1,0 +1,841 @@
+"""Loops and branches that are not unrolled: `scan`, `fori_loop`, `while_loop`, `cond` and
+`switch`, with JAX's names, signatures and semantics.
+
+Each is ONE equation whose params hold the traced sub-graphs (traced once, whatever the trip
+count): `scan` (body: consts + carry + x slice -> carry + y slice), `while` (cond and body
+graphs) and `cond` (one graph per branch, all of the same signature). `fori_loop` is a scan
+over the trip count when the bounds are Python ints, else a while loop.
+
+Transformations map over the sub-graphs:
+- reverse mode (autodiff.replay/backward): under autodiff a scan runs its forward half
+  (`vjp_fwd`): a scan whose body also stacks the residuals its backward pass reads, and only
+  those (the body's VJP is built first, cut into the part that reads no cotangent and the
+  rest; what crosses the cut is stacked). Its VJP is another scan, in the other direction,
+  whose body is the backward part. `checkpoint=True` stores only the loop's inputs per step
+  and recomputes the body in the backward pass. Carries and inputs that no gradient reaches
+  get no residuals and no backward work. A branch's VJP is a branch over the branches' VJPs.
+- forward mode and vmap: a loop over the body's JVP graph or batched graph.
+Outside any trace, the same equations run at once on the NumPy reference.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import pytree
+from .errors import ShapeError, TracejitError, UnsupportedError, user_error
+from .ir import Aval, Eqn, Graph, Literal, Var, eval_graph
+from .primitives import defprim, full_on, is_float
+from .primitives.elementwise import add_p, convert_p, select_p
+from .primitives.layout import broadcast_p, reshape_p, transpose_p
+from .tracing import Tracer, new_trace, trace, trace_stack
+
+LOOP_KIND = "control"
+
+
+# ----- sub-graphs -----
+def _leaf_aval(x) -> Aval:
+    if isinstance(x, Tracer):
+        return x.aval
+    return Literal.of(x).aval
+
+
+def _trace_body(fn: Callable, avals: list[Aval]) -> tuple[Graph, Any, list]:
+    """Trace `fn` (flat tracers -> pytree): (graph, output treedef, consts). The graph's
+    inputs are the consts first (tracers it closed over, captured arrays), then `avals`."""
+    stack = trace_stack()
+    liftable = stack[-1].liftable if stack else None
+    graph, out_tree = trace(fn, avals, liftable, source=getattr(fn, "fn", fn))
+    n = len(avals)
+    consts = list(graph.captured)
+    if graph.lifted:
+        outer = stack[-1]
+        consts += [outer.lift(src.read(), src) for src in graph.lifted]
+    body = Graph(graph.inputs[n:] + graph.inputs[:n], graph.eqns, graph.outputs)
+    return body, out_tree, consts
+
+
+def _retrace_graph(fn: Callable, avals: list[Aval]) -> Graph:
+    """A self-contained graph of `fn` (flat tracers -> flat list) built from other graphs."""
+    graph, _ = trace(lambda *xs: list(fn(*xs)), avals)
+    assert not graph.captured and not graph.lifted
+    return graph
+
+
+def _bcast(x, shape):
+    return x if tuple(x.shape) == tuple(shape) else broadcast_p.bind(x, shape=tuple(shape))
+
+
+def _zeros_like_aval(like, aval: Aval):
+    return full_on(like, aval.shape, aval.dtype, 0)
+
+
+def _describe_leaf(what: str, path: str) -> str:
+    return f"{what}{path}" if path else what
+
+
+def _check_carry(name: str, tree_in, tree_out, avals_in, avals_out, what: str = "carry"):
+    """The body must return a carry of the same structure, shapes and dtypes."""
+    if tree_in != tree_out:
+        raise user_error(TracejitError, f"{name}: the body function must return a {what} of "
+                         "the same structure as its input; got a different tuple/list/dict "
+                         "structure.", f"return the {what} in the same structure as the "
+                         "initial value.")
+    for path, a, b in zip(pytree.leaf_paths(tree_in), avals_in, avals_out):
+        if a != b:
+            raise user_error(ShapeError, f"{name}: the {_describe_leaf(what, path)} has "
+                             f"shape/dtype {a} going into the body but {b} coming out; a loop"
+                             " carry must keep its shape and dtype.",
+                             f"make the body return {_describe_leaf(what, path)} as {a} (cast"
+                             " with .astype(...), broadcast with np.broadcast_to), or start the"
+                             " loop from a value of the body's output type.")
+
+
+def _carry_leaves(init) -> tuple[list, Any, list[Aval], list[bool]]:
+    leaves, tree = pytree.flatten(init)
+    avals = [_leaf_aval(x) for x in leaves]
+    weak = [isinstance(x, (bool, int, float)) for x in leaves]
+    return leaves, tree, avals, weak
+
+
+def _traced_loop_body(name, fn, tree, avals, weak, extra_avals=()):
+    """Trace a loop body whose first outputs are the carry; a carry started from a Python
+    scalar takes the dtype the body gives it (JAX's weak types), then the carry is checked."""
+    for _ in range(2):
+        body, out_tree, consts = _trace_body(fn, list(avals) + list(extra_avals))
+        carry_tree = out_tree[1][0] if fn.splits else out_tree
+        outs = [v.aval for v in body.outputs[:len(avals)]]
+        fixed = [o if w and o.shape == a.shape and a != o else a
+                 for a, o, w in zip(avals, outs, weak)]
+        if fixed == list(avals):
+            break
+        avals = fixed
+    _check_carry(name, tree, carry_tree, avals, outs)
+    return body, out_tree, consts, avals
+
+
+# ----- scan -----
+def _scan_shape(*avals, body, n_consts, n_carry, length, reverse, checkpoint):
+    outs = [o.aval for o in body.outputs]
+    return outs[:n_carry] + [Aval((length,) + a.shape, a.dtype) for a in outs[n_carry:]]
+
+
+def _scan_impl(*args, body, n_consts, n_carry, length, reverse, checkpoint):
+    consts, carry = list(args[:n_consts]), list(args[n_consts:n_consts + n_carry])
+    xs = args[n_consts + n_carry:]
+    ys = [np.empty((length,) + o.aval.shape, o.aval.dtype) for o in body.outputs[n_carry:]]
+    for i in range(length):
+        t = length - 1 - i if reverse else i
+        outs = eval_graph(body, consts + carry + [x[t] for x in xs])
+        carry = outs[:n_carry]
+        for y, o in zip(ys, outs[n_carry:]):
+            y[t] = o
+    return [np.asarray(c, o.aval.dtype) for c, o in zip(carry, body.outputs)] + ys
+
+
+def _activity(body: Graph, act: list[bool], first: int, n: int) -> list[bool]:
+    """Per body input: active (depends on a differentiated input), with the carries
+    (inputs first..first+n, outputs 0..n) closed under iteration."""
+    from .autodiff import _active_vars
+    act = list(act)
+    while True:
+        flags = [a and is_float(v.aval.dtype) for a, v in zip(act, body.inputs)]
+        active = _active_vars(body, [i for i, a in enumerate(flags) if a])
+        new = [act[first + i] or (isinstance(o, Var) and o.id in active)
+               for i, o in enumerate(body.outputs[:n])]
+        if new == act[first:first + n]:
+            return flags
+        act[first:first + n] = new
+
+
+def _wanted_carries(body: Graph, want: list[bool], active: list[bool], first: int,
+                    n: int) -> list[bool]:
+    """Per body output: whether its cotangent can be nonzero, with the carries closed under
+    iteration (a carry whose input feeds a wanted output is wanted)."""
+    from .autodiff import reaching
+    want = list(want)
+    while True:
+        reach = reaching(body, [o for o, w in zip(body.outputs, want) if w])
+        new = [want[i] or (active[first + i] and body.inputs[first + i].id in reach)
+               for i in range(n)]
+        if new == want[:n]:
+            return want
+        want[:n] = new
+
+
+def body_vjp(body: Graph, wrt: list[int], wanted: list[int]) -> tuple[Graph, list]:
+    """The joint graph of a body: inputs body.inputs + one cotangent per wanted output;
+    outputs body.outputs + the cotangents of inputs `wrt` (None where none reaches)."""
+    from .autodiff import _active_vars, backward, reaching, replay
+    with new_trace() as t:
+        args = [t.new_arg(v.aval) for v in body.inputs]
+        seeds = [t.new_arg(body.outputs[i].aval) for i in wanted]
+        sub = Graph(body.inputs, body.eqns, [body.outputs[i] for i in wanted])
+        active = _active_vars(body, wrt)
+        env, residuals = replay(body, args, active, reaching(body, sub.outputs))
+
+        def read(atom):
+            if isinstance(atom, Literal):
+                return Tracer(t, atom)
+            v = env[atom.id]
+            return v if isinstance(v, Tracer) else Tracer(t, Literal.of(v))
+        cts = backward(sub, active, read, seeds, residuals)
+        grads = [cts.get(body.inputs[i].id) for i in wrt]
+        joint = t.graph([read(o) for o in body.outputs] + [g for g in grads if g is not None])
+    it = iter(joint.outputs[len(body.outputs):])
+    return joint, [next(it) if g is not None else None for g in grads]
+
+
+def split_joint(joint: Graph, n_primal: int, grads: list, checkpoint: bool):
+    """Cut a body's joint graph: (forward eqns, backward eqns, residual vars). The forward
+    part reads no cotangent; residuals are the forward values the backward part reads
+    (with `checkpoint`: only the primal inputs, the rest is recomputed)."""
+    primal = {v.id for v in joint.inputs[:n_primal]}
+    seeded = {v.id for v in joint.inputs[n_primal:]}
+    fwd, bwd = [], []
+    for e in joint.eqns:
+        ins = {a.id for a in e.inputs if isinstance(a, Var)}
+        if ins & seeded:
+            seeded.update(v.id for v in e.outputs)
+            bwd.append(e)
+        elif ins & primal and not checkpoint:
+            primal.update(v.id for v in e.outputs)
+            fwd.append(e)
+        else:  # constants, or everything in checkpoint mode: computed in the backward pass
+            if not checkpoint:
+                fwd.append(e)
+            bwd.append(e)
+    need = {g.id for g in grads if isinstance(g, Var)}
+    kept = []
+    for e in reversed(bwd):
+        if any(v.id in need for v in e.outputs):
+            kept.append(e)
+            need.update(a.id for a in e.inputs if isinstance(a, Var))
+    defined = {v.id for e in kept for v in e.outputs} | {v.id for v in joint.inputs[n_primal:]}
+    by_id = {v.id: v for v in joint.inputs}
+    by_id.update((v.id, v) for e in joint.eqns for v in e.outputs)
+    residuals = [by_id[i] for i in sorted(need - defined)]
+    return fwd, kept[::-1], residuals
+
+
+class _ScanResiduals:
+    """What a scan's forward half hands its backward half."""
+
+    def __init__(self, **kw) -> None:
+        self.__dict__.update(kw)
+
+
+def _scan_vjp_fwd(act, want, *args, body, n_consts, n_carry, length, reverse, checkpoint):
+    nc, nk = n_consts, n_carry
+    n_in, ny = len(body.inputs), len(body.outputs) - nk
+    active = _activity(body, list(act), nc, nk)
+    from .autodiff import _active_vars
+    act_vars = _active_vars(body, [i for i, a in enumerate(active) if a])
+    want_out = [w and isinstance(o, Var) and o.id in act_vars
+                for w, o in zip(want, body.outputs)]
+    want_out = _wanted_carries(body, want_out, active, nc, nk)
+    want_k = want_out[:nk]
+    wrt = [i for i in range(n_in) if active[i] and not (nc <= i < nc + nk and not want_k[i - nc])]
+    wanted = [i for i, w in enumerate(want_out) if w]
+    joint, grads = body_vjp(body, wrt, wanted)
+    fwd, bwd, res = split_joint(joint, n_in, [g for g in grads if g is not None], checkpoint)
+    # residuals: a const or an x slice is read from the loop's own inputs; the rest stacked
+    pos = {v.id: i for i, v in enumerate(joint.inputs[:n_in])}
+    res_c = [r for r in res if pos.get(r.id, nc) < nc]
+    res_x = [r for r in res if pos.get(r.id, -1) >= nc + nk]
+    res_s = [r for r in res if r not in res_c and r not in res_x]
+    primal_outs = joint.outputs[:nk + ny]
+    fbody = Graph(list(joint.inputs[:n_in]), fwd, list(primal_outs) + res_s)
+    outs = scan_p.bind(*args, body=fbody, n_consts=nc, n_carry=nk, length=length,
+                       reverse=reverse, checkpoint=checkpoint)
+    return list(outs[:nk + ny]), _ScanResiduals(
+        args=args, stacked=list(outs[nk + ny:]), joint=joint, grads=grads, wrt=wrt,
+        wanted=wanted, bwd=bwd, res_c=res_c, res_x=res_x, res_s=res_s, pos=pos,
+        like=outs[0], params=dict(n_consts=nc, n_carry=nk, length=length, reverse=reverse))
+
+
+def _scan_vjp(gs, r: _ScanResiduals):
+    """The backward scan: carries = the cotangents of the wanted carries and the sums of the
+    consts' cotangents; xs = stacked residuals, x slices read, cotangents of wanted ys."""
+    p = r.params
+    nc, nk, length = p["n_consts"], p["n_carry"], p["length"]
+    n_in = len(r.joint.inputs) - len(r.wanted)
+    seeds = r.joint.inputs[n_in:]
+    seed_of = dict(zip(r.wanted, seeds))
+    grad_of = dict(zip(r.wrt, r.grads))
+    eqns = list(r.bwd)
+
+    def zeros(aval: Aval) -> Var:
+        out = Var(aval)
+        eqns.append(Eqn(broadcast_p, (Literal.of(0, aval.dtype),), {"shape": aval.shape},
+                        (out,)))
+        return out
+
+    ct_k = [i for i in range(nk) if i in seed_of]  # wanted carries: a cotangent carry each
+    acc_c = [i for i in range(nc) if grad_of.get(i) is not None]
+    acc_in = [Var(r.joint.inputs[i].aval) for i in acc_c]
+    carry_out = []
+    for i in ct_k:
+        g = grad_of.get(nc + i)
+        carry_out.append(g if g is not None else zeros(r.joint.inputs[nc + i].aval))
+    for a, i in zip(acc_in, acc_c):
+        out = Var(a.aval)
+        eqns.append(Eqn(add_p, (a, grad_of[i]), {}, (out,)))
+        carry_out.append(out)
+    ct_x = [i for i in range(nc + nk, n_in) if grad_of.get(i) is not None]
+    y_seeds = [seed_of[j] for j in r.wanted if j >= nk]
+    bbody = Graph(r.res_c + [seed_of[i] for i in ct_k] + acc_in + r.res_s + r.res_x + y_seeds,
+                  eqns, carry_out + [grad_of[i] for i in ct_x])
+    # the loop's operands in the joint trace
+    consts = [r.args[r.pos[v.id]] for v in r.res_c]
+    init = [gs[i] if gs[i] is not None else _zeros_like_aval(r.like, r.joint.inputs[nc + i].aval)
+            for i in ct_k]
+    init += [_zeros_like_aval(r.like, a.aval) for a in acc_in]
+    xs = r.stacked + [r.args[r.pos[v.id]] for v in r.res_x]
+    for j in r.wanted:
+        if j >= nk:
+            g = gs[j]
+            aval = Aval((length,) + r.joint.outputs[j].aval.shape, r.joint.outputs[j].aval.dtype)
+            xs.append(g if g is not None else _zeros_like_aval(r.like, aval))
+    outs = scan_p.bind(*consts, *init, *xs, body=bbody, n_consts=len(consts),
+                       n_carry=len(init), length=length, reverse=not p["reverse"],
+                       checkpoint=False)
+    cts: list = [None] * len(r.args)
+    for k, i in enumerate(ct_k):
+        cts[nc + i] = outs[k]
+    for k, i in enumerate(acc_c):
+        cts[i] = outs[len(ct_k) + k]
+    for k, i in enumerate(ct_x):
+        cts[i] = outs[len(init) + k]
+    return cts
+
+
+def _scan_jvp(tangents, *args, body, n_consts, n_carry, length, reverse, checkpoint):
+    from .forward import jvp_graph
+    nc, nk = n_consts, n_carry
+    n_in = len(body.inputs)
+    flags = [t is not None and is_float(v.aval.dtype) for t, v in zip(tangents, body.inputs)]
+    for i in range(nc, nc + nk):
+        flags[i] = is_float(body.inputs[i].aval.dtype)
+    j = jvp_graph(body, flags)
+    tan_in = dict(zip([i for i, f in enumerate(flags) if f], j.inputs[n_in:]))
+    ins = j.inputs[:n_in]
+    order = lambda a, b: [ins[i] for i in range(a, b)] + [tan_in[i] for i in range(a, b)  # noqa: E731
+                                                          if i in tan_in]
+    n_out = len(body.outputs)
+    outs, touts = j.outputs[:n_out], j.outputs[n_out:]
+    fk = [i for i in range(nk) if is_float(body.outputs[i].aval.dtype)]
+    fy = [i for i in range(nk, n_out) if is_float(body.outputs[i].aval.dtype)]
+    jbody = Graph(order(0, nc) + order(nc, nc + nk) + order(nc + nk, n_in), j.eqns,
+                  outs[:nk] + [touts[i] for i in fk] + outs[nk:] + [touts[i] for i in fy])
+
+    def tan(i):
+        t = tangents[i]
+        return t if t is not None else _zeros_like_aval(args[i], _leaf_aval(args[i]))
+    consts = list(args[:nc]) + [tangents[i] for i in range(nc) if i in tan_in]
+    init = list(args[nc:nc + nk]) + [tan(i) for i in range(nc, nc + nk) if i in tan_in]
+    xs = list(args[nc + nk:]) + [tangents[i] for i in range(nc + nk, n_in) if i in tan_in]
+    res = scan_p.bind(*consts, *init, *xs, body=jbody, n_consts=len(consts),
+                      n_carry=len(init), length=length, reverse=reverse, checkpoint=checkpoint)
+    k_out, k_tan = res[:nk], res[nk:nk + len(fk)]
+    rest = res[nk + len(fk):]
+    ny = n_out - nk
+    y_out, y_tan = rest[:ny], rest[ny:]
+    tans = [None] * n_out
+    for i, tn in zip(fk, k_tan):
+        tans[i] = tn
+    for i, tn in zip(fy, y_tan):
+        tans[i] = tn
+    return list(k_out) + list(y_out), tans
+
+
+def _move_batch(x, src: int, dst: int):
+    perm = list(range(x.ndim))
+    perm.insert(dst, perm.pop(src))
+    return transpose_p.bind(x, perm=tuple(perm))
+
+
+def _batched_graph(graph: Graph, batched: list[bool], size: int, force: list[bool]):
+    """batch_graph, with the outputs marked in `force` batched even where the body leaves
+    them unbatched (a loop carry that must keep one shape)."""
+    from .batching import batch_graph
+    g, out_b = batch_graph(graph, batched, size)
+    if all(b or not f for b, f in zip(out_b, force)):
+        return g, out_b
+
+    def fn(*xs):
+        outs = eval_graph(g, xs)
+        return [broadcast_p.bind(o, shape=(size,) + tuple(o.shape)) if f and not b else o
+                for o, b, f in zip(outs, out_b, force)]
+    return _retrace_graph(fn, [v.aval for v in g.inputs]), [
+        b or f for b, f in zip(out_b, force)]
+
+
+def _batch_size(args, dims) -> int:
+    return next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+
+
+def _scan_batch(prim, args, dims, body, n_consts, n_carry, length, reverse, checkpoint):
+    nc, nk = n_consts, n_carry
+    size = _batch_size(args, dims)
+    b = [d is not None for d in dims]
+    while True:
+        g, out_b = _batched_graph(body, b, size, [False] * len(body.outputs))
+        new = [x or y for x, y in zip(b[nc:nc + nk], out_b[:nk])]
+        if new == b[nc:nc + nk]:
+            break
+        b[nc:nc + nk] = new
+    g, out_b = _batched_graph(body, b, size, b[nc:nc + nk] + [False] * (len(body.outputs) - nk))
+    args = list(args)
+    for i in range(nc, nc + nk):
+        if b[i] and dims[i] is None:
+            args[i] = broadcast_p.bind(args[i], shape=(size,) + tuple(args[i].shape))
+    for i in range(nc + nk, len(args)):
+        if b[i]:
+            args[i] = _move_batch(args[i], 0, 1)
+    outs = scan_p.bind(*args, body=g, n_consts=nc, n_carry=nk, length=length,
+                       reverse=reverse, checkpoint=checkpoint)
+    outs = list(outs)
+    for i in range(nk, len(outs)):
+        if out_b[i]:
+            outs[i] = _move_batch(outs[i], 1, 0)
+    return outs, [0 if x else None for x in out_b]
+
+
+def _loop_step(eqn, backend):
+    """A compiled backend's loop: the body's plan compiled by that backend, run per step."""
+    from .dispatch import lower
+    from .passes import simplify
+    p = eqn.params
+    graphs = {k: v for k, v in p.items() if isinstance(v, Graph)}
+    exes = {}
+    for k, g in graphs.items():
+        simple = simplify(g)
+        plan, fallback = lower(simple, backend)
+        exes[k] = backend.compile(plan, fallback=fallback)
+    if eqn.prim is scan_p:
+        return _scan_runner(eqn, exes["body"])
+    return _while_runner(eqn, exes["cond"], exes["body"])
+
+
+def _scan_runner(eqn, body):
+    p = eqn.params
+    nc, nk, length, reverse = p["n_consts"], p["n_carry"], p["length"], p["reverse"]
+    ys_avals = [v.aval for v in eqn.outputs[nk:]]
+    run = getattr(body, "run", body)
+
+    def run_scan(*args):
+        consts, carry = list(args[:nc]), list(args[nc:nc + nk])
+        xs = args[nc + nk:]
+        ys = [np.empty(a.shape, a.dtype) for a in ys_avals]
+        for i in range(length):
+            t = length - 1 - i if reverse else i
+            outs = run(*consts, *carry, *[x[t] for x in xs])
+            carry = outs[:nk]
+            for y, o in zip(ys, outs[nk:]):
+                y[t] = o
+        return [np.asarray(c) for c in carry] + ys
+    return run_scan
+
+
+# ----- while -----
+def _while_shape(*avals, cond, body, n_cond, n_body):
+    return [o.aval for o in body.outputs]
+
+
+def _while_impl(*args, cond, body, n_cond, n_body):
+    cc, bc = list(args[:n_cond]), list(args[n_cond:n_cond + n_body])
+    carry = list(args[n_cond + n_body:])
+    while bool(eval_graph(cond, cc + carry)[0]):
+        carry = eval_graph(body, bc + carry)
+    return [np.asarray(c, o.aval.dtype) for c, o in zip(carry, body.outputs)]
+
+
+def _while_vjp(gs, outs, *args, **params):
+    raise user_error(UnsupportedError, "reverse-mode differentiation of while_loop (a loop "
+                     "whose trip count is data-dependent) is not supported yet.",
+                     "use tj.fori_loop with Python-int bounds or tj.scan with a fixed length "
+                     "(and mask the extra steps with np.where), or forward mode (tj.jvp).")
+
+
+def _while_jvp(tangents, *args, cond, body, n_cond, n_body):
+    from .forward import jvp_graph
+    nb0 = n_cond
+    nk = len(body.outputs)
+    n_in = len(body.inputs)
+    bargs = list(args[nb0:])
+    btans = list(tangents[nb0:])
+    flags = [t is not None and is_float(v.aval.dtype) for t, v in zip(btans, body.inputs)]
+    for i in range(n_body, n_in):
+        flags[i] = is_float(body.inputs[i].aval.dtype)
+    j = jvp_graph(body, flags)
+    tan_in = dict(zip([i for i, f in enumerate(flags) if f], j.inputs[n_in:]))
+    ins = j.inputs[:n_in]
+    fk = [i for i in range(nk) if flags[n_body + i]]
+    jbody = Graph(ins[:n_body] + [tan_in[i] for i in range(n_body) if i in tan_in] +
+                  ins[n_body:] + [tan_in[n_body + i] for i in fk],
+                  j.eqns, j.outputs[:nk] + [j.outputs[nk + i] for i in fk])
+    extra = [Var(body.inputs[n_body + i].aval) for i in fk]
+    jcond = Graph(cond.inputs + extra, cond.eqns, cond.outputs)
+    bconsts = bargs[:n_body] + [btans[i] for i in range(n_body) if i in tan_in]
+    carry = bargs[n_body:] + [btans[n_body + i] if btans[n_body + i] is not None else
+                              _zeros_like_aval(bargs[n_body + i], _leaf_aval(bargs[n_body + i]))
+                              for i in fk]
+    res = while_p.bind(*args[:n_cond], *bconsts, *carry, cond=jcond, body=jbody,
+                       n_cond=n_cond, n_body=len(bconsts))
+    tans = [None] * nk
+    for k, i in enumerate(fk):
+        tans[i] = res[nk + k]
+    return list(res[:nk]), tans
+
+
+def _while_batch(prim, args, dims, cond, body, n_cond, n_body):
+    size = _batch_size(args, dims)
+    nk = len(body.outputs)
+    b = [d is not None for d in dims]
+    bc, bb, bk = b[:n_cond], b[n_cond:n_cond + n_body], b[n_cond + n_body:]
+    while True:
+        _, out_b = _batched_graph(body, bb + bk, size, [False] * nk)
+        new = [x or y for x, y in zip(bk, out_b)]
+        if new == bk:
+            break
+        bk = new
+    _, pred_b = _batched_graph(cond, bc + bk, size, [False])
+    if pred_b[0]:  # examples stop at different steps: step all while any runs, keep done ones
+        bk = [True] * nk
+    g, _ = _batched_graph(body, bb + bk, size, bk)
+    c, _ = _batched_graph(cond, bc + bk, size, [False])
+    args = list(args)
+    for i in range(nk):
+        k = n_cond + n_body + i
+        if bk[i] and dims[k] is None:
+            args[k] = broadcast_p.bind(args[k], shape=(size,) + tuple(args[k].shape))
+    if not pred_b[0]:
+        outs = while_p.bind(*args, cond=c, body=g, n_cond=n_cond, n_body=n_body)
+        return list(outs), [0 if x else None for x in bk]
+    cavals = [v.aval for v in c.inputs]
+    any_cond = _retrace_graph(lambda *xs: [_any(eval_graph(c, xs)[0])], cavals)
+    nb = len(g.inputs) - nk
+
+    def step(*xs):
+        ccs, bcs, carry = xs[:n_cond], xs[n_cond:n_cond + nb], xs[n_cond + nb:]
+        pred = eval_graph(c, list(ccs) + list(carry))[0]
+        new = eval_graph(g, list(bcs) + list(carry))
+        return [select_p.bind(reshape_p.bind(pred, shape=(size,) + (1,) * (o.ndim - 1)), o, old)
+                for o, old in zip(new, carry)]
+    sbody = _retrace_graph(step, cavals[:n_cond] + [v.aval for v in g.inputs])
+    outs = while_p.bind(*args[:n_cond], *args[:n_cond], *args[n_cond:], cond=any_cond,
+                        body=sbody, n_cond=n_cond, n_body=n_cond + n_body)
+    return list(outs), [0] * nk
+
+
+def _any(pred):
+    from .primitives.reductions import reduce_max_p
+    return reshape_p.bind(reduce_max_p.bind(pred, axes=(0,)), shape=())
+
+
+def _while_runner(eqn, cond, body):
+    p = eqn.params
+    nc, nb = p["n_cond"], p["n_body"]
+    crun, brun = getattr(cond, "run", cond), getattr(body, "run", body)
+
+    def run_while(*args):
+        cc, bc = list(args[:nc]), list(args[nc:nc + nb])
+        carry = list(args[nc + nb:])
+        while bool(crun(*cc, *carry)[0]):
+            carry = brun(*bc, *carry)
+        return [np.asarray(c) for c in carry]
+    return run_while
+
+
+# ----- cond / switch -----
+def _cond_shape(index, *avals, branches):
+    return [o.aval for o in branches[0].outputs]
+
+
+def _cond_impl(index, *ops, branches):
+    i = int(np.clip(np.asarray(index), 0, len(branches) - 1))
+    b = branches[i]
+    return [np.asarray(o, v.aval.dtype) for o, v in zip(eval_graph(b, list(ops)), b.outputs)]
+
+
+def _cond_vjp(gs, outs, index, *ops, branches):
+    from .autodiff import vjp_graph
+    wrt = [i for i, v in enumerate(branches[0].inputs) if is_float(v.aval.dtype)
+           and isinstance(ops[i], Tracer) and not isinstance(ops[i].atom, Literal)]
+    have = [k for k, g in enumerate(gs) if g is not None]
+    if not wrt or not have:
+        return [None] * (1 + len(ops))
+    bwd = []
+    avals = [v.aval for v in branches[0].inputs] + [branches[0].outputs[k].aval for k in have]
+    for b in branches:
+        sub = Graph(b.inputs, b.eqns, [b.outputs[k] for k in have])
+        joint, connected = vjp_graph(sub, wrt, seeds=True)
+
+        def fn(*xs, joint=joint, connected=connected):
+            res = eval_graph(joint, xs)[len(have):]
+            it = iter(res)
+            return [next(it) if c else full_on(xs[0], avals[i].shape, avals[i].dtype, 0)
+                    for i, c in zip(wrt, connected)]
+        bwd.append(_retrace_graph(fn, avals))
+    cts = cond_p.bind(index, *ops, *[gs[k] for k in have], branches=tuple(bwd))
+    out = [None] * (1 + len(ops))
+    for i, c in zip(wrt, cts):
+        out[1 + i] = c
+    return out
+
+
+def _cond_jvp(tangents, index, *ops, branches):
+    from .forward import jvp_graph
+    ts = tangents[1:]
+    flags = [t is not None and is_float(v.aval.dtype) for t, v in zip(ts, branches[0].inputs)]
+    js = tuple(jvp_graph(b, flags) for b in branches)
+    n = len(branches[0].outputs)
+    res = cond_p.bind(index, *ops, *[t for t, f in zip(ts, flags) if f], branches=js)
+    tans = [t if is_float(o.aval.dtype) else None
+            for t, o in zip(res[n:], branches[0].outputs)]
+    return list(res[:n]), tans
+
+
+def _cond_batch(prim, args, dims, branches):
+    size = _batch_size(args, dims)
+    index, ops = args[0], args[1:]
+    b = [d is not None for d in dims[1:]]
+    n = len(branches[0].outputs)
+    if dims[0] is None:
+        force = [False] * n
+        for br in branches:
+            force = [x or y for x, y in zip(force, _batched_graph(br, b, size, [False] * n)[1])]
+        gs = tuple(_batched_graph(br, b, size, force)[0] for br in branches)
+        return list(cond_p.bind(index, *ops, branches=gs)), [0 if f else None for f in force]
+    # a batched index: every branch runs, each example picks its own
+    idx = _clip_index(index, len(branches))
+    results = []
+    for br in branches:
+        g, out_b = _batched_graph(br, b, size, [True] * n)
+        results.append(eval_graph(g, list(ops)))
+    outs = list(results[0])
+    for k in range(1, len(branches)):
+        for j, o in enumerate(results[k]):
+            m = reshape_p.bind(idx == k, shape=(size,) + (1,) * (o.ndim - 1))
+            outs[j] = select_p.bind(m, o, outs[j])
+    return outs, [0] * n
+
+
+def _clip_index(index, n: int):
+    from .primitives.elementwise import maximum_p, minimum_p
+    i = convert_p.bind(index, dtype=np.dtype(np.int32)) if index.dtype != np.int32 else index
+    return minimum_p.bind(maximum_p.bind(i, 0), n - 1)
+
+
+def _cond_step(eqn, backend):
+    from .dispatch import lower
+    from .passes import simplify
+    runs = []
+    for g in eqn.params["branches"]:
+        plan, fallback = lower(simplify(g), backend)
+        exe = backend.compile(plan, fallback=fallback)
+        runs.append(getattr(exe, "run", exe))
+    n = len(runs)
+
+    def run_cond(index, *ops):
+        i = min(max(int(np.asarray(index).reshape(())), 0), n - 1)
+        return [np.asarray(o) for o in runs[i](*ops)]
+    return run_cond
+
+
+# ----- the primitives -----
+scan_p = defprim("scan", LOOP_KIND, shape=_scan_shape, impl=_scan_impl, vjp=_scan_vjp,
+                 vjp_fwd=_scan_vjp_fwd, jvp=_scan_jvp, batch=_scan_batch,
+                 multiple_results=True, step=_loop_step)
+while_p = defprim("while", LOOP_KIND, shape=_while_shape, impl=_while_impl, vjp=_while_vjp,
+                  jvp=_while_jvp, batch=_while_batch, multiple_results=True, step=_loop_step)
+cond_p = defprim("cond", LOOP_KIND, shape=_cond_shape, impl=_cond_impl, vjp=_cond_vjp,
+                 jvp=_cond_jvp, batch=_cond_batch, multiple_results=True, step=_cond_step)
+
+
+# ----- the user API -----
+class _Fn:
+    """A user function as a function of flat tracers (for tracing); `splits`: it returns a
+    pair (carry, y) of which the carry comes first in the flat outputs."""
+
+    def __init__(self, fn, wrap, splits=False) -> None:
+        self.fn, self.wrap, self.splits = fn, wrap, splits
+        self.__name__ = getattr(fn, "__name__", "fn")
+        self.__code__ = getattr(fn, "__code__", None)
+
+    def __call__(self, *xs):
+        return self.wrap(*xs)
+
+
+def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = False,
+         *, checkpoint: bool = False):
+    """Loop `f(carry, x) -> (carry, y)` over the leading axis of `xs` (like jax.lax.scan).
+
+    Returns `(final carry, stacked ys)`. `carry`, `xs` and `ys` are pytrees of arrays; the
+    carry keeps its structure, shapes and dtypes. `reverse=True` runs from the last slice.
+    The body is traced once, whatever the length. Under `grad`, the values the backward pass
+    reads are stored per step; `checkpoint=True` stores only each step's carry (and reads
+    `xs`) and recomputes the body in the backward pass: less memory, one more forward pass.
+    """
+    c_leaves, c_tree, c_avals, weak = _carry_leaves(init)
+    x_leaves, x_tree = pytree.flatten(xs)
+    x_avals = [_leaf_aval(x) for x in x_leaves]
+    lengths = {a.shape[0] for a in x_avals if a.ndim}
+    if any(a.ndim == 0 for a in x_avals):
+        raise user_error(ShapeError, "scan: every leaf of xs must have a leading axis to scan "
+                         "over; got a 0-d value.", "pass arrays of shape (length, ...).")
+    if length is not None:
+        lengths.add(int(length))
+    if len(lengths) != 1:
+        raise user_error(ShapeError, "scan: " + (
+            "give xs or length= (the number of steps)." if not lengths else
+            f"the leading axes of xs (and length=) disagree: {sorted(lengths)}."),
+            "pass xs whose leaves all have the same leading axis, or length=n with xs=None.")
+    n = lengths.pop()
+    nk = len(c_leaves)
+
+    def flat(*ts):
+        carry = pytree.unflatten(c_tree, list(ts[:nk]))
+        x = pytree.unflatten(x_tree, list(ts[nk:]))
+        out = f(carry, x)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise user_error(TracejitError, "scan: the body function must return a pair "
+                             "(carry, y).", "return (new_carry, y); y may be None.")
+        return tuple(out)
+    fn = _Fn(f, flat, splits=True)
+    slice_avals = [Aval(a.shape[1:], a.dtype) for a in x_avals]
+    body, out_tree, consts, c_avals = _traced_loop_body("scan", fn, c_tree, c_avals, weak,
+                                                        slice_avals)
+    y_tree = out_tree[1][1]
+    init_vals = [_as_operand(x, a) for x, a in zip(c_leaves, c_avals)]
+    outs = scan_p.bind(*consts, *init_vals, *[_as_operand(x, a) for x, a in
+                                              zip(x_leaves, x_avals)],
+                       body=body, n_consts=len(consts), n_carry=nk, length=n,
+                       reverse=bool(reverse), checkpoint=bool(checkpoint))
+    outs = [_out(o) for o in outs]
+    return pytree.unflatten(c_tree, outs[:nk]), pytree.unflatten(y_tree, outs[nk:])
+
+
+def _as_operand(x, aval: Aval):
+    if isinstance(x, Tracer):
+        return x
+    return np.asarray(x, aval.dtype)
+
+
+def _out(o):
+    return o[()] if isinstance(o, np.ndarray) and o.ndim == 0 else o
+
+
+def _is_static_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def fori_loop(lower, upper, body_fun: Callable, init_val):
+    """`val = body_fun(i, val)` for i in range(lower, upper) (like jax.lax.fori_loop).
+
+    With Python-int bounds it is a scan over upper - lower steps (differentiable in reverse
+    mode); with traced bounds a while loop."""
+    if _is_static_int(lower) and _is_static_int(upper):
+        n = max(int(upper) - int(lower), 0)
+
+        def step(carry, _):
+            i, val = carry
+            return (i + np.int32(1), body_fun(i, val)), None
+        (_, val), _ = scan(step, (np.int32(lower), init_val), None, length=n)
+        return val
+    dtype = np.result_type(*[getattr(b, "dtype", np.int32) for b in (lower, upper)])
+
+    def cond_fun(carry):
+        return carry[0] < carry[1]
+
+    def body(carry):
+        i, hi, val = carry
+        return i + dtype.type(1), hi, body_fun(i, val)
+    lo = lower if isinstance(lower, Tracer) else np.asarray(lower, dtype)
+    hi = upper if isinstance(upper, Tracer) else np.asarray(upper, dtype)
+    if isinstance(lo, Tracer) and lo.dtype != dtype:
+        lo = convert_p.bind(lo, dtype=dtype)
+    if isinstance(hi, Tracer) and hi.dtype != dtype:
+        hi = convert_p.bind(hi, dtype=dtype)
+    return while_loop(cond_fun, body, (lo, hi, init_val))[2]
+
+
+def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
+    """`while cond_fun(val): val = body_fun(val)` (like jax.lax.while_loop). Forward mode
+    and vmap work through it; reverse mode is not supported yet (as in JAX)."""
+    c_leaves, c_tree, c_avals, weak = _carry_leaves(init_val)
+    bfn = _Fn(body_fun, lambda *ts: body_fun(pytree.unflatten(c_tree, list(ts))))
+    body, _, bconsts, c_avals = _traced_loop_body("while_loop", bfn, c_tree, c_avals, weak)
+    cond, p_tree, cconsts = _trace_body(
+        _Fn(cond_fun, lambda *ts: cond_fun(pytree.unflatten(c_tree, list(ts)))), c_avals)
+    if p_tree != pytree.LEAF or cond.outputs[0].aval.shape != () or \
+            cond.outputs[0].aval.dtype != np.bool_:
+        got = cond.outputs[0].aval if p_tree == pytree.LEAF else "a container"
+        raise user_error(ShapeError, "while_loop: cond_fun must return"
+                         f" a boolean scalar; got {got}.",
+                         "return a 0-d boolean, e.g. `return carry[0] < n` or np.any(...).")
+    outs = while_p.bind(*cconsts, *bconsts, *[_as_operand(x, a) for x, a in
+                                              zip(c_leaves, c_avals)],
+                        cond=cond, body=body, n_cond=len(cconsts), n_body=len(bconsts))
+    return pytree.unflatten(c_tree, [_out(o) for o in outs])
+
+
+def switch(index, branches: Sequence[Callable], *operands):
+    """`branches[clip(index, 0, len(branches) - 1)](*operands)` (like jax.lax.switch): every
+    branch is traced, only the chosen one runs. All must return the same structure, shapes
+    and dtypes."""
+    branches = list(branches)
+    if not branches:
+        raise user_error(TracejitError, "switch: branches is empty.", "pass a list of "
+                         "functions.")
+    leaves, tree = pytree.flatten(operands)
+    avals = [_leaf_aval(x) for x in leaves]
+    traced = []
+    for k, br in enumerate(branches):
+        g, out_tree, consts = _trace_body(
+            _Fn(br, lambda *ts, br=br: br(*pytree.unflatten(tree, list(ts)))), avals)
+        traced.append((g, out_tree, consts))
+    g0, t0, _ = traced[0]
+    for k, (g, t, _) in enumerate(traced[1:], 1):
+        if t != t0 or [o.aval for o in g.outputs] != [o.aval for o in g0.outputs]:
+            a = [str(o.aval) for o in g0.outputs]
+            b = [str(o.aval) for o in g.outputs]
+            raise user_error(ShapeError, f"switch/cond: branch {k} returns {b} (structure "
+                             f"{t}) but branch 0 returns {a} (structure {t0}); every branch "
+                             "must return the same structure, shapes and dtypes.",
+                             "make the branches return values of the same shapes and dtypes "
+                             "(cast with .astype, broadcast with np.broadcast_to).")
+    # one signature for all: every branch's consts, then the operands
+    all_consts = [c for _, _, cs in traced for c in cs]
+    graphs, start = [], 0
+    for g, _, cs in traced:
+        n = len(cs)
+        before = [Var(_leaf_aval(c)) for c in all_consts[:start]]
+        after = [Var(_leaf_aval(c)) for c in all_consts[start + n:]]
+        graphs.append(Graph(before + g.inputs[:n] + after + g.inputs[n:], g.eqns, g.outputs))
+        start += n
+    idx = index
+    if isinstance(idx, Tracer):
+        idx = _clip_index(idx, len(branches))
+    else:
+        idx = np.int32(min(max(int(np.asarray(idx)), 0), len(branches) - 1))
+    outs = cond_p.bind(idx, *all_consts, *[_as_operand(x, a) for x, a in zip(leaves, avals)],
+                       branches=tuple(graphs))
+    return pytree.unflatten(t0, [_out(o) for o in outs])
+
+
+def cond(pred, true_fun: Callable, false_fun: Callable, *operands):
+    """`true_fun(*operands) if pred else false_fun(*operands)` (like jax.lax.cond)."""
+    if isinstance(pred, Tracer):
+        if pred.shape != ():
+            raise user_error(ShapeError, f"cond: pred must be a scalar; got shape "
+                             f"{tuple(pred.shape)}.", "reduce it (np.any / np.all), or use "
+                             "np.where for an elementwise choice.")
+        index = convert_p.bind(pred != 0 if pred.dtype != np.bool_ else pred,
+                               dtype=np.dtype(np.int32))
+    else:
+        index = np.int32(bool(np.asarray(pred)))
+    return switch(index, [false_fun, true_fun], *operands)
