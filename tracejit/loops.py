@@ -625,9 +625,9 @@ def _cond_batch(prim, args, dims, branches):
 
 
 def _clip_index(index, n: int):
-    from .primitives.elementwise import maximum_p, minimum_p
+    from .primitives.elementwise import max_p, min_p
     i = convert_p.bind(index, dtype=np.dtype(np.int32)) if index.dtype != np.int32 else index
-    return minimum_p.bind(maximum_p.bind(i, 0), n - 1)
+    return min_p.bind(max_p.bind(i, 0), n - 1)
 
 
 def _cond_step(eqn, backend):
