@@ -481,6 +481,29 @@ class Step:
         return {"": arrays + ([nt.int64] * 4 if self.matmul else [])}
 
 
+class LoopStep:
+    """A loop or a branch (tracejit/loops.py): its body plans compiled by this backend and
+    launched once per step from the host (operands and carries cross to the host between
+    steps: correct, not yet fast)."""
+
+    def __init__(self, e) -> None:
+        self.e = e
+        self.run = e.prim.step(e, sys.modules[__name__])
+        self.mod = types.SimpleNamespace(name=e.prim.name)
+        self.source = f"# {e.prim.name}: body plans compiled per sub-graph"
+
+    def __call__(self, cuda, env: dict, alloc) -> None:
+        e = self.e
+        xs = [env[a.id if isinstance(a, Var) else ("lit", id(a))].copy_to_host().reshape(
+            a.aval.shape) for a in e.inputs]
+        for v, o in zip(e.outputs, self.run(*xs)):
+            env[v.id] = cuda.to_device(np.ascontiguousarray(
+                np.asarray(o, v.aval.dtype).reshape(v.aval.shape or (1,))))
+
+    def argtypes(self) -> dict:
+        return {}
+
+
 # ----- the executable -----
 class Executable:
     """Runs a plan on the device. NumPy inputs are copied in and results copied out; if any
@@ -491,7 +514,8 @@ class Executable:
 
     def __init__(self, plan: fusion.Plan, reuse_buffers: bool) -> None:
         self.graph, self.items, self.reuse = plan.graph, plan.items, reuse_buffers
-        self.ops = [FusedKernel(it) if isinstance(it, fusion.Kernel) else Step(it.eqn)
+        self.ops = [FusedKernel(it) if isinstance(it, fusion.Kernel) else
+                    LoopStep(it.eqn) if it.eqn.prim.step is not None else Step(it.eqn)
                     for it in self.items]
         self.buffers: dict[int, object] = {}
         self.consts: dict | None = None  # literal arrays, uploaded on the first call
