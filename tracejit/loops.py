@@ -200,13 +200,12 @@ def split_joint(joint: Graph, n_primal: int, grads: list, checkpoint: bool):
         if ins & seeded:
             seeded.update(v.id for v in e.outputs)
             bwd.append(e)
-        elif ins & primal and not checkpoint:
-            primal.update(v.id for v in e.outputs)
+        else:  # forward work; constants (and, in checkpoint mode, all of it) recomputed too
             fwd.append(e)
-        else:  # constants, or everything in checkpoint mode: computed in the backward pass
-            if not checkpoint:
-                fwd.append(e)
-            bwd.append(e)
+            if checkpoint or not ins & primal:
+                bwd.append(e)
+            if ins & primal:
+                primal.update(v.id for v in e.outputs)
     need = {g.id for g in grads if isinstance(g, Var)}
     kept = []
     for e in reversed(bwd):
