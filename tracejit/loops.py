@@ -188,24 +188,27 @@ def body_vjp(body: Graph, wrt: list[int], wanted: list[int]) -> tuple[Graph, lis
     return joint, [next(it) if g is not None else None for g in grads]
 
 
-def split_joint(joint: Graph, n_primal: int, grads: list, checkpoint: bool):
-    """Cut a body's joint graph: (forward eqns, backward eqns, residual vars). The forward
-    part reads no cotangent; residuals are the forward values the backward part reads
-    (with `checkpoint`: only the primal inputs, the rest is recomputed)."""
-    primal = {v.id for v in joint.inputs[:n_primal]}
+def split_joint(joint: Graph, n_primal: int, grads: list, checkpoint: bool, n_consts: int):
+    """Cut a body's joint graph: (forward eqns, backward eqns, residual vars, invariant ids).
+    The forward part reads no cotangent; residuals are the forward values the backward part
+    reads (with `checkpoint`: only the primal inputs, the rest is recomputed). Values of the
+    consts alone (loop invariants: a transposed weight matrix) are residuals computed once,
+    outside the loop, never per step."""
     seeded = {v.id for v in joint.inputs[n_primal:]}
+    invariant = {v.id for v in joint.inputs[:n_consts]}
     fwd, bwd = [], []
     for e in joint.eqns:
         ins = {a.id for a in e.inputs if isinstance(a, Var)}
         if ins & seeded:
             seeded.update(v.id for v in e.outputs)
             bwd.append(e)
-        else:  # forward work; constants (and, in checkpoint mode, all of it) recomputed too
+        elif ins <= invariant:
+            invariant.update(v.id for v in e.outputs)
             fwd.append(e)
-            if checkpoint or not ins & primal:
+        else:  # forward work (in checkpoint mode recomputed in the backward pass too)
+            fwd.append(e)
+            if checkpoint:
                 bwd.append(e)
-            if ins & primal:
-                primal.update(v.id for v in e.outputs)
     need = {g.id for g in grads if isinstance(g, Var)}
     kept = []
     for e in reversed(bwd):
@@ -216,7 +219,7 @@ def split_joint(joint: Graph, n_primal: int, grads: list, checkpoint: bool):
     by_id = {v.id: v for v in joint.inputs}
     by_id.update((v.id, v) for e in joint.eqns for v in e.outputs)
     residuals = [by_id[i] for i in sorted(need - defined)]
-    return fwd, kept[::-1], residuals
+    return fwd, kept[::-1], residuals, invariant
 
 
 class _ScanResiduals:
@@ -239,19 +242,25 @@ def _scan_vjp_fwd(act, want, *args, body, n_consts, n_carry, length, reverse, ch
     wrt = [i for i in range(n_in) if active[i] and not (nc <= i < nc + nk and not want_k[i - nc])]
     wanted = [i for i, w in enumerate(want_out) if w]
     joint, grads = body_vjp(body, wrt, wanted)
-    fwd, bwd, res = split_joint(joint, n_in, [g for g in grads if g is not None], checkpoint)
-    # residuals: a const or an x slice is read from the loop's own inputs; the rest stacked
+    fwd, bwd, res, invariant = split_joint(joint, n_in, [g for g in grads if g is not None],
+                                           checkpoint, nc)
+    # residuals: a const or an x slice is read from the loop's own inputs, an invariant is
+    # computed once from the consts; the rest is stacked per step
     pos = {v.id: i for i, v in enumerate(joint.inputs[:n_in])}
     res_c = [r for r in res if pos.get(r.id, nc) < nc]
+    res_i = [r for r in res if r.id in invariant and r.id not in pos]
     res_x = [r for r in res if pos.get(r.id, -1) >= nc + nk]
-    res_s = [r for r in res if r not in res_c and r not in res_x]
+    res_s = [r for r in res if r not in res_c and r not in res_x and r not in res_i]
+    inv = Graph(list(joint.inputs[:nc]), [e for e in fwd if all(
+        v.id in invariant for v in e.outputs)], res_i)
     primal_outs = joint.outputs[:nk + ny]
     fbody = Graph(list(joint.inputs[:n_in]), fwd, list(primal_outs) + res_s)
     outs = scan_p.bind(*args, body=fbody, n_consts=nc, n_carry=nk, length=length,
                        reverse=reverse, checkpoint=checkpoint)
     return list(outs[:nk + ny]), _ScanResiduals(
         args=args, stacked=list(outs[nk + ny:]), joint=joint, grads=grads, wrt=wrt,
-        wanted=wanted, bwd=bwd, res_c=res_c, res_x=res_x, res_s=res_s, pos=pos,
+        wanted=wanted, bwd=bwd, res_c=res_c, res_i=res_i, inv=inv, res_x=res_x, res_s=res_s,
+        pos=pos,
         like=outs[0], params=dict(n_consts=nc, n_carry=nk, length=length, reverse=reverse))
 
 
@@ -285,10 +294,13 @@ def _scan_vjp(gs, r: _ScanResiduals):
         carry_out.append(out)
     ct_x = [i for i in range(nc + nk, n_in) if grad_of.get(i) is not None]
     y_seeds = [seed_of[j] for j in r.wanted if j >= nk]
-    bbody = Graph(r.res_c + [seed_of[i] for i in ct_k] + acc_in + r.res_s + r.res_x + y_seeds,
+    bbody = Graph(r.res_c + r.res_i + [seed_of[i] for i in ct_k] + acc_in + r.res_s + r.res_x + y_seeds,
                   eqns, carry_out + [grad_of[i] for i in ct_x])
     # the loop's operands in the joint trace
     consts = [r.args[r.pos[v.id]] for v in r.res_c]
+    if r.res_i:  # loop invariants the backward pass reads: computed once, here
+        consts += eval_graph(r.inv, list(r.args[:nc]),
+                             literal=lambda atom: Tracer(r.like._trace, atom))
     init = [gs[i] if gs[i] is not None else _zeros_like_aval(r.like, r.joint.inputs[nc + i].aval)
             for i in ct_k]
     init += [_zeros_like_aval(r.like, a.aval) for a in acc_in]
