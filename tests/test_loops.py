@@ -7,11 +7,10 @@ import os
 
 import numpy as np
 import pytest
+from helpers import BACKENDS
 
 import tracejit as tj
 from tracejit.errors import ShapeError, UnsupportedError
-
-from helpers import BACKENDS
 
 CUDA = "cuda" if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else None
 ALL = BACKENDS + ([CUDA] if CUDA else [])
@@ -176,7 +175,7 @@ def test_while_loop_forward_jvp_vmap_and_grad_error():
     x = RNG.normal(size=3)
 
     def f(x):
-        n, c = tj.while_loop(lambda c: c[0] < 7, lambda c: (c[0] + 1, c[1] * 1.1), (0, x))
+        _, c = tj.while_loop(lambda c: c[0] < 7, lambda c: (c[0] + 1, c[1] * 1.1), (0, x))
         return np.sum(c)
     np.testing.assert_allclose(tj.jit(f)(x), np.sum(x) * 1.1 ** 7, rtol=1e-12)
     _, t = tj.jvp(f, (x,), (np.ones(3),))
@@ -248,7 +247,7 @@ def test_against_jax_random_bodies():
         ops = [unary[k] for k in rng.integers(0, len(unary), 3)]
         M = rng.normal(size=(3, 3)) * 0.5
 
-        def make(lib):
+        def make(lib, ops=ops, M=M, rev=bool(trial % 2)):
             k = 0 if lib is np else 1
 
             def body(c, xt):
@@ -259,13 +258,36 @@ def test_against_jax_random_bodies():
 
             def loss(x, xs):
                 if lib is np:
-                    c, ys = tj.scan(body, (x, 1.0), xs, reverse=bool(trial % 2))
+                    c, ys = tj.scan(body, (x, 1.0), xs, reverse=rev)
                 else:
-                    c, ys = jax.lax.scan(body, (x, 1.0), xs, reverse=bool(trial % 2))
+                    c, ys = jax.lax.scan(body, (x, 1.0), xs, reverse=rev)
                 return lib.sum(c[0]) + lib.sum(ys ** 2)
             return loss
-        x, xs = rng.normal(size=3), rng.normal(size=(4, 3))
-        g = tj.grad(make(np), argnums=(0, 1))(x, xs)
-        gj = jax.grad(make(jnp), argnums=(0, 1))(x, xs)
+        x0, xs0 = rng.normal(size=3), rng.normal(size=(4, 3))
+        g = tj.grad(make(np), argnums=(0, 1))(x0, xs0)
+        gj = jax.grad(make(jnp), argnums=(0, 1))(x0, xs0)
         for a, b in zip(g, gj):
             np.testing.assert_allclose(a, np.asarray(b), rtol=1e-9, atol=1e-12)
+
+
+def test_numba_scan_is_one_compiled_loop():
+    """The Numba CPU backend runs a scan as one njit function (no Python per step), with the
+    same numbers as the host loop over the compiled body."""
+    from tracejit.backends import get_backend
+    from tracejit.backends.numba_loops import compiled_scan
+    from tracejit.dispatch import lower
+    from tracejit.loops import _loop_step
+    from tracejit.passes import simplify
+    x = RNG.normal(size=4)
+    graph = tj.make_ir(lambda x: rnn(x, W, XS))(x)
+    (eqn,) = [e for e in graph.eqns if e.prim.name == "scan"]
+    be = get_backend("numba")
+    plan, _ = lower(simplify(eqn.params["body"]), be)
+    run = compiled_scan(eqn, plan, be)
+    assert run is not None and "for i in range(length)" in run.source
+    args = [W, x, 1.5, XS]
+    args = [np.asarray(a, v.aval.dtype) for a, v in zip(args, eqn.inputs)]
+    want = eqn.prim.impl(*args, **eqn.params)
+    for got in (run(*args), _loop_step(eqn, be)(*args)):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(np.reshape(a, np.shape(b)), b, rtol=1e-12)

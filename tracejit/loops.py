@@ -261,7 +261,8 @@ def _scan_vjp_fwd(act, want, *args, body, n_consts, n_carry, length, reverse, ch
         args=args, stacked=list(outs[nk + ny:]), joint=joint, grads=grads, wrt=wrt,
         wanted=wanted, bwd=bwd, res_c=res_c, res_i=res_i, inv=inv, res_x=res_x, res_s=res_s,
         pos=pos,
-        like=outs[0], params=dict(n_consts=nc, n_carry=nk, length=length, reverse=reverse))
+        like=outs[0], params={"n_consts": nc, "n_carry": nk, "length": length,
+                              "reverse": reverse})
 
 
 def _scan_vjp(gs, r: _ScanResiduals):
@@ -333,7 +334,7 @@ def _scan_jvp(tangents, *args, body, n_consts, n_carry, length, reverse, checkpo
     j = jvp_graph(body, flags)
     tan_in = dict(zip([i for i, f in enumerate(flags) if f], j.inputs[n_in:]))
     ins = j.inputs[:n_in]
-    order = lambda a, b: [ins[i] for i in range(a, b)] + [tan_in[i] for i in range(a, b)  # noqa: E731
+    order = lambda a, b: [ins[i] for i in range(a, b)] + [tan_in[i] for i in range(a, b)
                                                           if i in tan_in]
     n_out = len(body.outputs)
     outs, touts = j.outputs[:n_out], j.outputs[n_out:]
@@ -421,14 +422,38 @@ def _loop_step(eqn, backend):
     from .passes import simplify
     p = eqn.params
     graphs = {k: v for k, v in p.items() if isinstance(v, Graph)}
-    exes = {}
+    exes, plans = {}, {}
     for k, g in graphs.items():
         simple = simplify(g)
-        plan, fallback = lower(simple, backend)
-        exes[k] = backend.compile(plan, fallback=fallback)
+        plans[k], fallback = lower(simple, backend)
+        exes[k] = backend.compile(plans[k], fallback=fallback)
     if eqn.prim is scan_p:
-        return _scan_runner(eqn, exes["body"])
+        host = _scan_runner(eqn, exes["body"])
+        if backend.__name__.endswith("numba_cpu") and fallback is None:
+            from .backends.numba_loops import compiled_scan
+            return _first_that_runs(compiled_scan(eqn, plans["body"], backend), host)
+        return host
     return _while_runner(eqn, exes["cond"], exes["body"])
+
+
+def _first_that_runs(compiled, host):
+    """The compiled loop if it compiles (Numba types it at its first call), else the host
+    loop, from then on."""
+    if compiled is None:
+        return host
+    chosen = []
+
+    def run(*args):
+        if chosen:
+            return chosen[0](*args)
+        try:
+            out = compiled(*args)
+            chosen.append(compiled)
+        except Exception:  # noqa: BLE001  (a body Numba cannot type as one loop: host loop)
+            chosen.append(host)
+            out = host(*args)
+        return out
+    return run
 
 
 def _scan_runner(eqn, body):
@@ -625,7 +650,7 @@ def _cond_batch(prim, args, dims, branches):
     idx = _clip_index(index, len(branches))
     results = []
     for br in branches:
-        g, out_b = _batched_graph(br, b, size, [True] * n)
+        g, _ = _batched_graph(br, b, size, [True] * n)
         results.append(eval_graph(g, list(ops)))
     outs = list(results[0])
     for k in range(1, len(branches)):
