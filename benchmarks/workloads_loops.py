@@ -225,7 +225,7 @@ def main() -> None:
     peers = a.peers.split(",")
     steps11 = 100 if a.quick else 1000
     steps12 = 10_000 if a.quick else 100_000
-    run_workload("W11", 1024, steps11, peers, 3)
+    run_workload("W11", 1024, steps11, peers, 2)
     for s in (10, steps11):
         print(f"first call, W11 at {s} steps (fresh function): {first_call(s):.2f} s")
     run_workload("W12", 16, steps12, [p for p in peers if p != "torch"], 2)

@@ -10,7 +10,7 @@ import pytest
 from helpers import BACKENDS
 
 import tracejit as tj
-from tracejit.errors import ShapeError, UnsupportedError
+from tracejit.errors import ShapeError
 
 CUDA = "cuda" if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else None
 ALL = BACKENDS + ([CUDA] if CUDA else [])
@@ -171,7 +171,7 @@ def test_residuals_only_for_what_the_backward_pass_reads():
     assert _stacked_bytes(plan) == 50 * 64 * 8, plan.graph
 
 
-def test_while_loop_forward_jvp_vmap_and_grad_error():
+def test_while_loop_forward_jvp_vmap_and_grad():
     x = RNG.normal(size=3)
 
     def f(x):
@@ -180,8 +180,22 @@ def test_while_loop_forward_jvp_vmap_and_grad_error():
     np.testing.assert_allclose(tj.jit(f)(x), np.sum(x) * 1.1 ** 7, rtol=1e-12)
     _, t = tj.jvp(f, (x,), (np.ones(3),))
     np.testing.assert_allclose(t, 3 * 1.1 ** 7, rtol=1e-12)
-    with pytest.raises(UnsupportedError, match="while_loop"):
-        tj.grad(f)(x)
+    np.testing.assert_allclose(tj.grad(f)(x), np.full(3, 1.1 ** 7), rtol=1e-12)
+
+    def g(x, M):  # gradients against the unrolled loop (beyond JAX: reverse mode)
+        return np.sum(tj.while_loop(lambda c: c[0] < 4, lambda c: (c[0] + 1, np.sin(M @ c[1])),
+                                    (0, x))[1] ** 2)
+
+    def gu(x, M):
+        for _ in range(4):
+            x = np.sin(M @ x)
+        return np.sum(x ** 2)
+    M = RNG.normal(size=(3, 3))
+    for a, b in zip(tj.grad(g, argnums=(0, 1))(x, M), tj.grad(gu, argnums=(0, 1))(x, M)):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    tj.check_grads(g, (x, M))
+    h = tj.grad(lambda x, n: np.sum(tj.fori_loop(0, n, lambda i, c: np.sin(c), x)))
+    np.testing.assert_allclose(h(x, 2), np.cos(np.sin(x)) * np.cos(x), rtol=1e-12)
 
     def steps(x):  # a batched predicate: each example stops on its own
         return tj.while_loop(lambda c: np.sum(c[1] ** 2) > 0.1,

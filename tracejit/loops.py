@@ -489,11 +489,64 @@ def _while_impl(*args, cond, body, n_cond, n_body):
     return [np.asarray(c, o.aval.dtype) for c, o in zip(carry, body.outputs)]
 
 
-def _while_vjp(gs, outs, *args, **params):
-    raise user_error(UnsupportedError, "reverse-mode differentiation of while_loop (a loop "
-                     "whose trip count is data-dependent) is not supported yet.",
-                     "use tj.fori_loop with Python-int bounds or tj.scan with a fixed length "
-                     "(and mask the extra steps with np.where), or forward mode (tj.jvp).")
+def _while_vjp_fwd(act, want, *args, cond, body, n_cond, n_body):
+    """Reverse mode through a while loop (beyond JAX): the forward loop also counts its trip
+    count n; the backward pass is a loop over j = n-1 .. 0 whose body recomputes the carry
+    of step j from the initial one (a while loop of j steps) and applies the body's VJP.
+    Nothing is stored per step, at the price of n^2/2 body evaluations: for the short
+    loops of iterative solvers (tens of steps), not for long time integrations (use scan
+    or fori_loop with static bounds there)."""
+    nk = len(body.outputs)
+    i32 = np.dtype(np.int32)
+    counted = _retrace_graph(lambda *xs: list(eval_graph(body, xs[:-1])) + [xs[-1] + np.int32(1)],
+                             [v.aval for v in body.inputs] + [Aval((), i32)])
+    ccond = Graph(cond.inputs + [Var(Aval((), i32))], cond.eqns, cond.outputs)
+    outs = while_p.bind(*args, np.int32(0), cond=ccond, body=counted, n_cond=n_cond,
+                        n_body=n_body)
+    return list(outs[:nk]), _ScanResiduals(args=args, n=outs[nk], body=body,
+                                           n_cond=n_cond, n_body=n_body, act=act)
+
+
+def _while_vjp(gs, r):
+    body, nb, nc = r.body, r.n_body, r.n_cond
+    nk = len(body.outputs)
+    bconsts = list(r.args[nc:nc + nb])
+    init = list(r.args[nc + nb:])
+    active = _activity(body, list(r.act[nc:]), nb, nk)
+    wrt = [i for i in range(len(body.inputs)) if active[i]]
+    wanted = [i for i in range(nk) if active[nb + i]]
+    joint, grads = body_vjp(body, wrt, wanted)
+    grad_of = dict(zip(wrt, grads))
+    ct_k = wanted
+    acc_c = [i for i in range(nb) if grad_of.get(i) is not None]
+    like = r.n
+
+    def carry_at(j):  # the carry after j steps, recomputed from the initial one
+        def step(c):
+            return c[0] + np.int32(1), eval_graph(body, bconsts + list(c[1]))
+        return while_loop(lambda c: c[0] < j, step, (np.int32(0), init))[1]
+
+    def bstep(c):
+        j, cts, accs = c
+        j = j - np.int32(1)
+        cj = carry_at(j)
+        outs = eval_graph(joint, bconsts + list(cj) + list(cts))[len(body.outputs):]
+        it = iter(outs)
+        got = {i: next(it) for i, g in zip(wrt, grads) if g is not None}
+        new_cts = [got.get(nb + i, _zeros_like_aval(like, body.inputs[nb + i].aval))
+                   for i in ct_k]
+        new_accs = [a + got[i] for a, i in zip(accs, acc_c)]
+        return j, new_cts, new_accs
+    init_cts = [gs[i] if gs[i] is not None else _zeros_like_aval(like, body.outputs[i].aval)
+                for i in ct_k]
+    init_accs = [_zeros_like_aval(like, body.inputs[i].aval) for i in acc_c]
+    _, cts, accs = while_loop(lambda c: c[0] > 0, bstep, (r.n, init_cts, init_accs))
+    out: list = [None] * len(r.args)
+    for i, ct in zip(ct_k, cts):
+        out[nc + nb + i] = ct
+    for i, a in zip(acc_c, accs):
+        out[nc + i] = a
+    return out
 
 
 def _while_jvp(tangents, *args, cond, body, n_cond, n_body):
@@ -687,7 +740,7 @@ scan_p = defprim("scan", LOOP_KIND, shape=_scan_shape, impl=_scan_impl, vjp=_sca
                  vjp_fwd=_scan_vjp_fwd, jvp=_scan_jvp, batch=_scan_batch,
                  multiple_results=True, step=_loop_step)
 while_p = defprim("while", LOOP_KIND, shape=_while_shape, impl=_while_impl, vjp=_while_vjp,
-                  jvp=_while_jvp, batch=_while_batch, multiple_results=True, step=_loop_step)
+                  vjp_fwd=_while_vjp_fwd, jvp=_while_jvp, batch=_while_batch, multiple_results=True, step=_loop_step)
 cond_p = defprim("cond", LOOP_KIND, shape=_cond_shape, impl=_cond_impl, vjp=_cond_vjp,
                  jvp=_cond_jvp, batch=_cond_batch, multiple_results=True, step=_cond_step)
 
