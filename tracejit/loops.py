@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import pytree
-from .errors import ShapeError, TracejitError, UnsupportedError, user_error
+from .errors import ShapeError, TracejitError, user_error
 from .ir import Aval, Eqn, Graph, Literal, Var, eval_graph
 from .primitives import defprim, full_on, is_float
 from .primitives.elementwise import add_p, convert_p, select_p
