@@ -56,7 +56,7 @@ def test_scan_value_and_grad_match_unrolled(backend, reverse):
 
 def test_scan_grads_finite_differences_and_eager():
     x = RNG.normal(size=4)
-    tj.check_grads(lambda x, W: rnn(x, W, XS), (x, W))
+    tj.check_grads(lambda x, W: rnn(x, W, XS), (x, W), backend="interpreter")
     np.testing.assert_allclose(rnn(x, W, XS), rnn_unrolled(x, W, XS))  # outside any trace
 
 
@@ -124,11 +124,11 @@ def test_nested_loops_and_cond_inside_scan():
             s = s + np.sum(c)
         return np.sum(c ** 2) + s
     np.testing.assert_allclose(tj.jit(f)(x, W), fu(x, W), rtol=1e-12)
-    g = tj.grad(f, argnums=(0, 1))(x, W)
+    g = tj.grad(f, argnums=(0, 1), backend="interpreter")(x, W)
     eps = 1e-6
     fd = np.array([(fu(x + eps * e, W) - fu(x - eps * e, W)) / (2 * eps) for e in np.eye(4)])
     np.testing.assert_allclose(g[0], fd, rtol=1e-5, atol=1e-7)
-    tj.check_grads(f, (x, W))
+    tj.check_grads(f, (x, W), backend="interpreter")
 
 
 def test_checkpoint_gives_the_same_gradient():
@@ -191,9 +191,10 @@ def test_while_loop_forward_jvp_vmap_and_grad():
             x = np.sin(M @ x)
         return np.sum(x ** 2)
     M = RNG.normal(size=(3, 3))
-    for a, b in zip(tj.grad(g, argnums=(0, 1))(x, M), tj.grad(gu, argnums=(0, 1))(x, M)):
+    for a, b in zip(tj.grad(g, argnums=(0, 1), backend="interpreter")(x, M),
+                    tj.grad(gu, argnums=(0, 1))(x, M)):
         np.testing.assert_allclose(a, b, rtol=1e-10)
-    tj.check_grads(g, (x, M))
+    tj.check_grads(g, (x, M), backend="interpreter")
     h = tj.grad(lambda x, n: np.sum(tj.fori_loop(0, n, lambda i, c: np.sin(c), x)))
     np.testing.assert_allclose(h(x, 2), np.cos(np.sin(x)) * np.cos(x), rtol=1e-12)
 
@@ -201,7 +202,7 @@ def test_while_loop_forward_jvp_vmap_and_grad():
         return tj.while_loop(lambda c: np.sum(c[1] ** 2) > 0.1,
                              lambda c: (c[0] + 1, c[1] * 0.5), (0, x))[0]
     xs = RNG.normal(size=(6, 3))
-    np.testing.assert_array_equal(tj.vmap(steps)(xs), [steps(r) for r in xs])
+    np.testing.assert_array_equal(ref(tj.vmap(steps))(xs), [steps(r) for r in xs])
 
 
 @pytest.mark.parametrize("backend", ALL)
@@ -221,15 +222,19 @@ def test_cond_switch_values_grads_and_vmap(backend):
     np.testing.assert_allclose(got, [r * 2 if r.sum() > 0 else -r for r in xs])
 
 
+def ref(f):  # transformations composed on the NumPy reference (the Numba path is tested above)
+    return tj.jit(f, backend="interpreter")
+
+
 def test_vmap_and_jvp_of_scan():
     xs = RNG.normal(size=(3, 4))
-    got = tj.vmap(lambda x: rnn(x, W, XS))(xs)
+    got = ref(tj.vmap(lambda x: rnn(x, W, XS)))(xs)
     np.testing.assert_allclose(got, [rnn_unrolled(r, W, XS) for r in xs], rtol=1e-12)
     x, v = xs[0], xs[1]
-    _, t = tj.jvp(lambda x: rnn(x, W, XS), (x,), (v,))
+    _, t = ref(lambda x, v: tj.jvp(lambda x: rnn(x, W, XS), (x,), (v,)))(x, v)
     _, tu = tj.jvp(lambda x: rnn_unrolled(x, W, XS), (x,), (v,))
     np.testing.assert_allclose(t, tu, rtol=1e-10)
-    h = tj.hessian(lambda x: rnn(x, W, XS))(x)
+    h = ref(tj.hessian(lambda x: rnn(x, W, XS)))(x)
     np.testing.assert_allclose(h, tj.hessian(lambda x: rnn_unrolled(x, W, XS))(x), rtol=1e-8,
                                atol=1e-10)
 
@@ -278,7 +283,7 @@ def test_against_jax_random_bodies():
                 return lib.sum(c[0]) + lib.sum(ys ** 2)
             return loss
         x0, xs0 = rng.normal(size=3), rng.normal(size=(4, 3))
-        g = tj.grad(make(np), argnums=(0, 1))(x0, xs0)
+        g = tj.grad(make(np), argnums=(0, 1), backend="interpreter")(x0, xs0)
         gj = jax.grad(make(jnp), argnums=(0, 1))(x0, xs0)
         for a, b in zip(g, gj):
             np.testing.assert_allclose(a, np.asarray(b), rtol=1e-9, atol=1e-12)
