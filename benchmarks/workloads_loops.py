@@ -221,14 +221,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--peers", default="jax,torch")
+    ap.add_argument("--only", default="W11,W12")
     a = ap.parse_args()
     peers = a.peers.split(",")
     steps11 = 100 if a.quick else 1000
     steps12 = 10_000 if a.quick else 100_000
-    run_workload("W11", 1024, steps11, peers, 2)
-    for s in (10, steps11):
-        print(f"first call, W11 at {s} steps (fresh function): {first_call(s):.2f} s")
-    run_workload("W12", 16, steps12, [p for p in peers if p != "torch"], 2)
+    if "W11" in a.only:
+        run_workload("W11", 1024, steps11, peers, 2)
+        for s in (10, steps11):
+            print(f"first call, W11 at {s} steps (fresh function): {first_call(s):.2f} s")
+    if "W12" in a.only:
+        run_workload("W12", 16, steps12, [p for p in peers if p != "torch"], 2)
     for ck in (False, True):
         peak, res = memory(steps11, 1024, ck)
         print(f"grad-of-scan W11 checkpoint={ck}: peak traced memory {peak / 2**20:.1f} MiB, "
