@@ -20,7 +20,8 @@ from .api import (
 )
 from .gradcheck import check_grads
 from .custom import custom_vjp
-from .loops import cond, fori_loop, scan, switch, while_loop
+from .branches import cond, switch
+from .loops import fori_loop, scan, while_loop
 from .errors import (
                      ArgnumsError,
                      ArgumentError,

@@ -15,108 +15,42 @@ Transformations map over the sub-graphs:
   and recomputes the body in the backward pass. Carries and inputs that no gradient reaches
   get no residuals and no backward work. A branch's VJP is a branch over the branches' VJPs.
 - forward mode and vmap: a loop over the body's JVP graph or batched graph.
-Outside any trace, the same equations run at once on the NumPy reference.
-"""
+Outside any trace, the same equations run at once on the NumPy reference."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
 from . import pytree
 from .errors import ShapeError, TracejitError, user_error
 from .ir import Aval, Eqn, Graph, Literal, Var, eval_graph
-from .primitives import defprim, full_on, is_float
+from .loop_graphs import (
+    LOOP_KIND,
+    _activity,
+    _as_operand,
+    _batch_size,
+    _batched_graph,
+    _carry_leaves,
+    _Fn,
+    _leaf_aval,
+    _move_batch,
+    _out,
+    _retrace_graph,
+    _ScanResiduals,
+    _trace_body,
+    _traced_loop_body,
+    _wanted_carries,
+    _zeros_like_aval,
+    body_vjp,
+    split_joint,
+)
+from .primitives import defprim, is_float
 from .primitives.elementwise import add_p, convert_p, select_p
-from .primitives.layout import broadcast_p, reshape_p, transpose_p
-from .tracing import Tracer, new_trace, trace, trace_stack
-
-LOOP_KIND = "control"
+from .primitives.layout import broadcast_p, reshape_p
+from .tracing import Tracer
 
 
-# ----- sub-graphs -----
-def _leaf_aval(x) -> Aval:
-    if isinstance(x, Tracer):
-        return x.aval
-    return Literal.of(x).aval
-
-
-def _trace_body(fn: Callable, avals: list[Aval]) -> tuple[Graph, Any, list]:
-    """Trace `fn` (flat tracers -> pytree): (graph, output treedef, consts). The graph's
-    inputs are the consts first (tracers it closed over, captured arrays), then `avals`."""
-    stack = trace_stack()
-    liftable = stack[-1].liftable if stack else None
-    graph, out_tree = trace(fn, avals, liftable, source=getattr(fn, "fn", fn))
-    n = len(avals)
-    consts = list(graph.captured)
-    if graph.lifted:
-        outer = stack[-1]
-        consts += [outer.lift(src.read(), src) for src in graph.lifted]
-    body = Graph(graph.inputs[n:] + graph.inputs[:n], graph.eqns, graph.outputs)
-    return body, out_tree, consts
-
-
-def _retrace_graph(fn: Callable, avals: list[Aval]) -> Graph:
-    """A self-contained graph of `fn` (flat tracers -> flat list) built from other graphs."""
-    graph, _ = trace(lambda *xs: list(fn(*xs)), avals)
-    assert not graph.captured and not graph.lifted
-    return graph
-
-
-def _bcast(x, shape):
-    return x if tuple(x.shape) == tuple(shape) else broadcast_p.bind(x, shape=tuple(shape))
-
-
-def _zeros_like_aval(like, aval: Aval):
-    return full_on(like, aval.shape, aval.dtype, 0)
-
-
-def _describe_leaf(what: str, path: str) -> str:
-    return f"{what}{path}" if path else what
-
-
-def _check_carry(name: str, tree_in, tree_out, avals_in, avals_out, what: str = "carry"):
-    """The body must return a carry of the same structure, shapes and dtypes."""
-    if tree_in != tree_out:
-        raise user_error(TracejitError, f"{name}: the body function must return a {what} of "
-                         "the same structure as its input; got a different tuple/list/dict "
-                         "structure.", f"return the {what} in the same structure as the "
-                         "initial value.")
-    for path, a, b in zip(pytree.leaf_paths(tree_in), avals_in, avals_out):
-        if a != b:
-            raise user_error(ShapeError, f"{name}: the {_describe_leaf(what, path)} has "
-                             f"shape/dtype {a} going into the body but {b} coming out; a loop"
-                             " carry must keep its shape and dtype.",
-                             f"make the body return {_describe_leaf(what, path)} as {a} (cast"
-                             " with .astype(...), broadcast with np.broadcast_to), or start the"
-                             " loop from a value of the body's output type.")
-
-
-def _carry_leaves(init) -> tuple[list, Any, list[Aval], list[bool]]:
-    leaves, tree = pytree.flatten(init)
-    avals = [_leaf_aval(x) for x in leaves]
-    weak = [isinstance(x, (bool, int, float)) for x in leaves]
-    return leaves, tree, avals, weak
-
-
-def _traced_loop_body(name, fn, tree, avals, weak, extra_avals=()):
-    """Trace a loop body whose first outputs are the carry; a carry started from a Python
-    scalar takes the dtype the body gives it (JAX's weak types), then the carry is checked."""
-    for _ in range(2):
-        body, out_tree, consts = _trace_body(fn, list(avals) + list(extra_avals))
-        carry_tree = out_tree[1][0] if fn.splits else out_tree
-        outs = [v.aval for v in body.outputs[:len(avals)]]
-        fixed = [o if w and o.shape == a.shape and a != o else a
-                 for a, o, w in zip(avals, outs, weak)]
-        if fixed == list(avals):
-            break
-        avals = fixed
-    _check_carry(name, tree, carry_tree, avals, outs)
-    return body, out_tree, consts, avals
-
-
-# ----- scan -----
 def _scan_shape(*avals, body, n_consts, n_carry, length, reverse, checkpoint):
     outs = [o.aval for o in body.outputs]
     return outs[:n_carry] + [Aval((length,) + a.shape, a.dtype) for a in outs[n_carry:]]
@@ -133,100 +67,6 @@ def _scan_impl(*args, body, n_consts, n_carry, length, reverse, checkpoint):
         for y, o in zip(ys, outs[n_carry:]):
             y[t] = o
     return [np.asarray(c, o.aval.dtype) for c, o in zip(carry, body.outputs)] + ys
-
-
-def _activity(body: Graph, act: list[bool], first: int, n: int) -> list[bool]:
-    """Per body input: active (depends on a differentiated input), with the carries
-    (inputs first..first+n, outputs 0..n) closed under iteration."""
-    from .autodiff import _active_vars
-    act = list(act)
-    while True:
-        flags = [a and is_float(v.aval.dtype) for a, v in zip(act, body.inputs)]
-        active = _active_vars(body, [i for i, a in enumerate(flags) if a])
-        new = [act[first + i] or (isinstance(o, Var) and o.id in active)
-               for i, o in enumerate(body.outputs[:n])]
-        if new == act[first:first + n]:
-            return flags
-        act[first:first + n] = new
-
-
-def _wanted_carries(body: Graph, want: list[bool], active: list[bool], first: int,
-                    n: int) -> list[bool]:
-    """Per body output: whether its cotangent can be nonzero, with the carries closed under
-    iteration (a carry whose input feeds a wanted output is wanted)."""
-    from .autodiff import reaching
-    want = list(want)
-    while True:
-        reach = reaching(body, [o for o, w in zip(body.outputs, want) if w])
-        new = [want[i] or (active[first + i] and body.inputs[first + i].id in reach)
-               for i in range(n)]
-        if new == want[:n]:
-            return want
-        want[:n] = new
-
-
-def body_vjp(body: Graph, wrt: list[int], wanted: list[int]) -> tuple[Graph, list]:
-    """The joint graph of a body: inputs body.inputs + one cotangent per wanted output;
-    outputs body.outputs + the cotangents of inputs `wrt` (None where none reaches)."""
-    from .autodiff import _active_vars, backward, reaching, replay
-    with new_trace() as t:
-        args = [t.new_arg(v.aval) for v in body.inputs]
-        seeds = [t.new_arg(body.outputs[i].aval) for i in wanted]
-        sub = Graph(body.inputs, body.eqns, [body.outputs[i] for i in wanted])
-        active = _active_vars(body, wrt)
-        env, residuals = replay(body, args, active, reaching(body, sub.outputs))
-
-        def read(atom):
-            if isinstance(atom, Literal):
-                return Tracer(t, atom)
-            v = env[atom.id]
-            return v if isinstance(v, Tracer) else Tracer(t, Literal.of(v))
-        cts = backward(sub, active, read, seeds, residuals)
-        grads = [cts.get(body.inputs[i].id) for i in wrt]
-        joint = t.graph([read(o) for o in body.outputs] + [g for g in grads if g is not None])
-    it = iter(joint.outputs[len(body.outputs):])
-    return joint, [next(it) if g is not None else None for g in grads]
-
-
-def split_joint(joint: Graph, n_primal: int, grads: list, checkpoint: bool, n_consts: int):
-    """Cut a body's joint graph: (forward eqns, backward eqns, residual vars, invariant ids).
-    The forward part reads no cotangent; residuals are the forward values the backward part
-    reads (with `checkpoint`: only the primal inputs, the rest is recomputed). Values of the
-    consts alone (loop invariants: a transposed weight matrix) are residuals computed once,
-    outside the loop, never per step."""
-    seeded = {v.id for v in joint.inputs[n_primal:]}
-    invariant = {v.id for v in joint.inputs[:n_consts]}
-    fwd, bwd = [], []
-    for e in joint.eqns:
-        ins = {a.id for a in e.inputs if isinstance(a, Var)}
-        if ins & seeded:
-            seeded.update(v.id for v in e.outputs)
-            bwd.append(e)
-        elif ins <= invariant:
-            invariant.update(v.id for v in e.outputs)
-            fwd.append(e)
-        else:  # forward work (in checkpoint mode recomputed in the backward pass too)
-            fwd.append(e)
-            if checkpoint:
-                bwd.append(e)
-    need = {g.id for g in grads if isinstance(g, Var)}
-    kept = []
-    for e in reversed(bwd):
-        if any(v.id in need for v in e.outputs):
-            kept.append(e)
-            need.update(a.id for a in e.inputs if isinstance(a, Var))
-    defined = {v.id for e in kept for v in e.outputs} | {v.id for v in joint.inputs[n_primal:]}
-    by_id = {v.id: v for v in joint.inputs}
-    by_id.update((v.id, v) for e in joint.eqns for v in e.outputs)
-    residuals = [by_id[i] for i in sorted(need - defined)]
-    return fwd, kept[::-1], residuals, invariant
-
-
-class _ScanResiduals:
-    """What a scan's forward half hands its backward half."""
-
-    def __init__(self, **kw) -> None:
-        self.__dict__.update(kw)
 
 
 def _scan_vjp_fwd(act, want, *args, body, n_consts, n_carry, length, reverse, checkpoint):
@@ -363,32 +203,6 @@ def _scan_jvp(tangents, *args, body, n_consts, n_carry, length, reverse, checkpo
     return list(k_out) + list(y_out), tans
 
 
-def _move_batch(x, src: int, dst: int):
-    perm = list(range(x.ndim))
-    perm.insert(dst, perm.pop(src))
-    return transpose_p.bind(x, perm=tuple(perm))
-
-
-def _batched_graph(graph: Graph, batched: list[bool], size: int, force: list[bool]):
-    """batch_graph, with the outputs marked in `force` batched even where the body leaves
-    them unbatched (a loop carry that must keep one shape)."""
-    from .batching import batch_graph
-    g, out_b = batch_graph(graph, batched, size)
-    if all(b or not f for b, f in zip(out_b, force)):
-        return g, out_b
-
-    def fn(*xs):
-        outs = eval_graph(g, xs)
-        return [broadcast_p.bind(o, shape=(size,) + tuple(o.shape)) if f and not b else o
-                for o, b, f in zip(outs, out_b, force)]
-    return _retrace_graph(fn, [v.aval for v in g.inputs]), [
-        b or f for b, f in zip(out_b, force)]
-
-
-def _batch_size(args, dims) -> int:
-    return next(a.shape[d] for a, d in zip(args, dims) if d is not None)
-
-
 def _scan_batch(prim, args, dims, body, n_consts, n_carry, length, reverse, checkpoint):
     nc, nk = n_consts, n_carry
     size = _batch_size(args, dims)
@@ -476,7 +290,6 @@ def _scan_runner(eqn, body):
     return run_scan
 
 
-# ----- while -----
 def _while_shape(*avals, cond, body, n_cond, n_body):
     return [o.aval for o in body.outputs]
 
@@ -639,124 +452,13 @@ def _while_runner(eqn, cond, body):
     return run_while
 
 
-# ----- cond / switch -----
-def _cond_shape(index, *avals, branches):
-    return [o.aval for o in branches[0].outputs]
-
-
-def _cond_impl(index, *ops, branches):
-    i = int(np.clip(np.asarray(index), 0, len(branches) - 1))
-    b = branches[i]
-    return [np.asarray(o, v.aval.dtype) for o, v in zip(eval_graph(b, list(ops)), b.outputs)]
-
-
-def _cond_vjp(gs, outs, index, *ops, branches):
-    from .autodiff import vjp_graph
-    wrt = [i for i, v in enumerate(branches[0].inputs) if is_float(v.aval.dtype)
-           and isinstance(ops[i], Tracer) and not isinstance(ops[i].atom, Literal)]
-    have = [k for k, g in enumerate(gs) if g is not None]
-    if not wrt or not have:
-        return [None] * (1 + len(ops))
-    bwd = []
-    avals = [v.aval for v in branches[0].inputs] + [branches[0].outputs[k].aval for k in have]
-    for b in branches:
-        sub = Graph(b.inputs, b.eqns, [b.outputs[k] for k in have])
-        joint, connected = vjp_graph(sub, wrt, seeds=True)
-
-        def fn(*xs, joint=joint, connected=connected):
-            res = eval_graph(joint, xs)[len(have):]
-            it = iter(res)
-            return [next(it) if c else full_on(xs[0], avals[i].shape, avals[i].dtype, 0)
-                    for i, c in zip(wrt, connected)]
-        bwd.append(_retrace_graph(fn, avals))
-    cts = cond_p.bind(index, *ops, *[gs[k] for k in have], branches=tuple(bwd))
-    out = [None] * (1 + len(ops))
-    for i, c in zip(wrt, cts):
-        out[1 + i] = c
-    return out
-
-
-def _cond_jvp(tangents, index, *ops, branches):
-    from .forward import jvp_graph
-    ts = tangents[1:]
-    flags = [t is not None and is_float(v.aval.dtype) for t, v in zip(ts, branches[0].inputs)]
-    js = tuple(jvp_graph(b, flags) for b in branches)
-    n = len(branches[0].outputs)
-    res = cond_p.bind(index, *ops, *[t for t, f in zip(ts, flags) if f], branches=js)
-    tans = [t if is_float(o.aval.dtype) else None
-            for t, o in zip(res[n:], branches[0].outputs)]
-    return list(res[:n]), tans
-
-
-def _cond_batch(prim, args, dims, branches):
-    size = _batch_size(args, dims)
-    index, ops = args[0], args[1:]
-    b = [d is not None for d in dims[1:]]
-    n = len(branches[0].outputs)
-    if dims[0] is None:
-        force = [False] * n
-        for br in branches:
-            force = [x or y for x, y in zip(force, _batched_graph(br, b, size, [False] * n)[1])]
-        gs = tuple(_batched_graph(br, b, size, force)[0] for br in branches)
-        return list(cond_p.bind(index, *ops, branches=gs)), [0 if f else None for f in force]
-    # a batched index: every branch runs, each example picks its own
-    idx = _clip_index(index, len(branches))
-    results = []
-    for br in branches:
-        g, _ = _batched_graph(br, b, size, [True] * n)
-        results.append(eval_graph(g, list(ops)))
-    outs = list(results[0])
-    for k in range(1, len(branches)):
-        for j, o in enumerate(results[k]):
-            m = reshape_p.bind(idx == k, shape=(size,) + (1,) * (o.ndim - 1))
-            outs[j] = select_p.bind(m, o, outs[j])
-    return outs, [0] * n
-
-
-def _clip_index(index, n: int):
-    from .primitives.elementwise import max_p, min_p
-    i = convert_p.bind(index, dtype=np.dtype(np.int32)) if index.dtype != np.int32 else index
-    return min_p.bind(max_p.bind(i, 0), n - 1)
-
-
-def _cond_step(eqn, backend):
-    from .dispatch import lower
-    from .passes import simplify
-    runs = []
-    for g in eqn.params["branches"]:
-        plan, fallback = lower(simplify(g), backend)
-        exe = backend.compile(plan, fallback=fallback)
-        runs.append(getattr(exe, "run", exe))
-    n = len(runs)
-
-    def run_cond(index, *ops):
-        i = min(max(int(np.asarray(index).reshape(())), 0), n - 1)
-        return [np.asarray(o) for o in runs[i](*ops)]
-    return run_cond
-
-
-# ----- the primitives -----
 scan_p = defprim("scan", LOOP_KIND, shape=_scan_shape, impl=_scan_impl, vjp=_scan_vjp,
                  vjp_fwd=_scan_vjp_fwd, jvp=_scan_jvp, batch=_scan_batch,
                  multiple_results=True, step=_loop_step)
+
+
 while_p = defprim("while", LOOP_KIND, shape=_while_shape, impl=_while_impl, vjp=_while_vjp,
                   vjp_fwd=_while_vjp_fwd, jvp=_while_jvp, batch=_while_batch, multiple_results=True, step=_loop_step)
-cond_p = defprim("cond", LOOP_KIND, shape=_cond_shape, impl=_cond_impl, vjp=_cond_vjp,
-                 jvp=_cond_jvp, batch=_cond_batch, multiple_results=True, step=_cond_step)
-
-
-# ----- the user API -----
-class _Fn:
-    """A user function as a function of flat tracers (for tracing); `splits`: it returns a
-    pair (carry, y) of which the carry comes first in the flat outputs."""
-
-    def __init__(self, fn, wrap, splits=False) -> None:
-        self.fn, self.wrap, self.splits = fn, wrap, splits
-        self.__name__ = getattr(fn, "__name__", "fn")
-        self.__code__ = getattr(fn, "__code__", None)
-
-    def __call__(self, *xs):
-        return self.wrap(*xs)
 
 
 def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = False,
@@ -806,16 +508,6 @@ def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = 
                        reverse=bool(reverse), checkpoint=bool(checkpoint))
     outs = [_out(o) for o in outs]
     return pytree.unflatten(c_tree, outs[:nk]), pytree.unflatten(y_tree, outs[nk:])
-
-
-def _as_operand(x, aval: Aval):
-    if isinstance(x, Tracer):
-        return x
-    return np.asarray(x, aval.dtype)
-
-
-def _out(o):
-    return o[()] if isinstance(o, np.ndarray) and o.ndim == 0 else o
 
 
 def _is_static_int(x) -> bool:
@@ -870,61 +562,3 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
                                               zip(c_leaves, c_avals)],
                         cond=cond, body=body, n_cond=len(cconsts), n_body=len(bconsts))
     return pytree.unflatten(c_tree, [_out(o) for o in outs])
-
-
-def switch(index, branches: Sequence[Callable], *operands):
-    """`branches[clip(index, 0, len(branches) - 1)](*operands)` (like jax.lax.switch): every
-    branch is traced, only the chosen one runs. All must return the same structure, shapes
-    and dtypes."""
-    branches = list(branches)
-    if not branches:
-        raise user_error(TracejitError, "switch: branches is empty.", "pass a list of "
-                         "functions.")
-    leaves, tree = pytree.flatten(operands)
-    avals = [_leaf_aval(x) for x in leaves]
-    traced = []
-    for k, br in enumerate(branches):
-        g, out_tree, consts = _trace_body(
-            _Fn(br, lambda *ts, br=br: br(*pytree.unflatten(tree, list(ts)))), avals)
-        traced.append((g, out_tree, consts))
-    g0, t0, _ = traced[0]
-    for k, (g, t, _) in enumerate(traced[1:], 1):
-        if t != t0 or [o.aval for o in g.outputs] != [o.aval for o in g0.outputs]:
-            a = [str(o.aval) for o in g0.outputs]
-            b = [str(o.aval) for o in g.outputs]
-            raise user_error(ShapeError, f"switch/cond: branch {k} returns {b} (structure "
-                             f"{t}) but branch 0 returns {a} (structure {t0}); every branch "
-                             "must return the same structure, shapes and dtypes.",
-                             "make the branches return values of the same shapes and dtypes "
-                             "(cast with .astype, broadcast with np.broadcast_to).")
-    # one signature for all: every branch's consts, then the operands
-    all_consts = [c for _, _, cs in traced for c in cs]
-    graphs, start = [], 0
-    for g, _, cs in traced:
-        n = len(cs)
-        before = [Var(_leaf_aval(c)) for c in all_consts[:start]]
-        after = [Var(_leaf_aval(c)) for c in all_consts[start + n:]]
-        graphs.append(Graph(before + g.inputs[:n] + after + g.inputs[n:], g.eqns, g.outputs))
-        start += n
-    idx = index
-    if isinstance(idx, Tracer):
-        idx = _clip_index(idx, len(branches))
-    else:
-        idx = np.int32(min(max(int(np.asarray(idx)), 0), len(branches) - 1))
-    outs = cond_p.bind(idx, *all_consts, *[_as_operand(x, a) for x, a in zip(leaves, avals)],
-                       branches=tuple(graphs))
-    return pytree.unflatten(t0, [_out(o) for o in outs])
-
-
-def cond(pred, true_fun: Callable, false_fun: Callable, *operands):
-    """`true_fun(*operands) if pred else false_fun(*operands)` (like jax.lax.cond)."""
-    if isinstance(pred, Tracer):
-        if pred.shape != ():
-            raise user_error(ShapeError, f"cond: pred must be a scalar; got shape "
-                             f"{tuple(pred.shape)}.", "reduce it (np.any / np.all), or use "
-                             "np.where for an elementwise choice.")
-        index = convert_p.bind(pred != 0 if pred.dtype != np.bool_ else pred,
-                               dtype=np.dtype(np.int32))
-    else:
-        index = np.int32(bool(np.asarray(pred)))
-    return switch(index, [false_fun, true_fun], *operands)
