@@ -97,13 +97,13 @@ def cuda_cases(prim):
 
 PRIM_CASES = [pytest.param(name, specs, params, id=f"{name}-{i}")
               for name, prim in REGISTRY.items()
-              if prim.kind != "call" and not prim.erase_after_autodiff
+              if prim.kind not in ("call", "control") and not prim.erase_after_autodiff
               for i, (specs, params) in enumerate(cuda_cases(prim))]
 
 
 def test_every_primitive_is_covered():
     covered = {p.values[0] for p in PRIM_CASES}
-    missing = {n for n, p in REGISTRY.items() if p.kind != "call"
+    missing = {n for n, p in REGISTRY.items() if p.kind not in ("call", "control")
                and not p.erase_after_autodiff} - covered
     assert not missing, f"primitives the CUDA tests never run: {missing}"
 

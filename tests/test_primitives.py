@@ -141,7 +141,7 @@ def make_input(spec, domain, rng, dtype=np.float64) -> np.ndarray:
 
 # "call" primitives (custom_vjp_call) carry a user sub-graph and rule: no generic inputs
 # exist for them, so they are tested where they are defined (custom_vjp), not here
-OTHER_KINDS = ("call",)
+OTHER_KINDS = ("call", "control")
 
 
 def is_differentiable(prim) -> bool:

@@ -20,6 +20,8 @@ from .api import (
 )
 from .gradcheck import check_grads
 from .custom import custom_vjp
+from .branches import cond, switch
+from .loops import fori_loop, scan, while_loop
 from .errors import (
                      ArgnumsError,
                      ArgumentError,
@@ -41,8 +43,10 @@ __all__ = [
                      "TracerBoolError",
                      "UnsupportedError",
                      "check_grads",
+                     "cond",
                      "custom_vjp",
                      "explain",
+                     "fori_loop",
                      "grad",
                      "hessian",
                      "jacfwd",
@@ -52,11 +56,14 @@ __all__ = [
                      "jvp",
                      "make_ir",
                      "make_plan",
+                     "scan",
                      "stop_gradient",
+                     "switch",
                      "value_and_grad",
                      "vjp",
                      "vmap",
                      "wait_compiled",
+                     "while_loop",
 ]
 __version__ = "0.1.0"
 

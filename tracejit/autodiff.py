@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import errors
-from .ir import Aval, Graph, Literal, Var, eval_graph
+from .ir import Aval, Graph, Literal, Var
 from .primitives import ELEMENTWISE, is_float
 from .primitives.elementwise import and_p, or_p, select_p
 from .primitives.layout import reshape_p
@@ -77,10 +77,8 @@ def vjp_graph(graph: Graph, wrt: list[int], seeds: bool = False) -> tuple[Graph,
         # 1. forward: replay every equation, keeping the user's source lines
         args = [t.new_arg(var.aval) for var in graph.inputs]
         seed_args = [t.new_arg(o.aval) for o in graph.outputs] if seeds else None
-        env = dict(zip((v.id for v in graph.inputs), args))
-        forward = eval_graph(Graph(graph.inputs, graph.eqns, [o for e in graph.eqns
-                                                               for o in e.outputs]), args)
-        env.update(zip((o.id for e in graph.eqns for o in e.outputs), forward))
+        outs = graph.outputs if seeds else graph.outputs[:1]
+        env, residuals = replay(graph, args, active, reaching(graph, outs))
 
         def read(atom):
             if isinstance(atom, Literal):
@@ -91,7 +89,7 @@ def vjp_graph(graph: Graph, wrt: list[int], seeds: bool = False) -> tuple[Graph,
         # 2. backward: cotangents from the loss down to the inputs
         prev = errors.replaying(None)
         try:
-            cts = _backward(graph, active, read, seed_args)
+            cts = backward(graph, active, read, seed_args, residuals)
         finally:
             errors.replaying(prev)
         grads = [cts.get(graph.inputs[i].id) for i in wrt]
@@ -100,10 +98,50 @@ def vjp_graph(graph: Graph, wrt: list[int], seeds: bool = False) -> tuple[Graph,
     return joint, [g is not None for g in grads]
 
 
-def _backward(graph: Graph, active: set[int], read, seeds=None) -> dict[int, Tracer]:
+def reaching(graph: Graph, outs: list) -> set[int]:
+    """Ids of the vars that `outs` depend on through differentiable edges (the values whose
+    cotangent can be nonzero)."""
+    reach = {o.id for o in outs if isinstance(o, Var)}
+    for eqn in reversed(graph.eqns):
+        if eqn.prim.vjp is None or eqn.prim.erase_after_autodiff:
+            continue
+        if any(v.id in reach for v in eqn.outputs):
+            reach.update(a.id for a in eqn.inputs if isinstance(a, Var))
+    return reach
+
+
+def replay(graph: Graph, args: list, active: set[int], reach: set[int]) -> tuple[dict, dict]:
+    """The forward pass on tracers `args`: (values by var id, residuals by equation id).
+    An equation whose primitive splits its VJP (`vjp_fwd`, a loop) and that has active
+    inputs and wanted outputs runs its forward half instead, which keeps residuals."""
+    env: dict[int, object] = {v.id: a for v, a in zip(graph.inputs, args)}
+    residuals: dict[int, object] = {}
+    outer = errors.replaying(None)
+    try:
+        for eqn in graph.eqns:
+            errors.replaying(eqn.where or outer)
+            vals = [a.val if isinstance(a, Literal) else env[a.id] for a in eqn.inputs]
+            act = [isinstance(a, Var) and a.id in active for a in eqn.inputs]
+            want = [v.id in active and v.id in reach for v in eqn.outputs]
+            if eqn.prim.vjp_fwd is not None and any(act) and any(want):
+                outs, residuals[id(eqn)] = eqn.prim.vjp_fwd(act, want, *vals, **eqn.params)
+            else:
+                out = eqn.prim.bind(*vals, **eqn.params)
+                outs = out if eqn.prim.multiple_results else (out,)
+            for var, out in zip(eqn.outputs, outs, strict=True):
+                if isinstance(out, (np.ndarray, np.generic, bool, int, float)):
+                    out = np.asarray(out, dtype=var.aval.dtype).reshape(var.aval.shape)
+                env[var.id] = out
+    finally:
+        errors.replaying(outer)
+    return env, residuals
+
+
+def backward(graph: Graph, active: set[int], read, seeds=None, residuals=None
+             ) -> dict[int, Tracer]:
     """Cotangents of the active vars, walking the equations from the loss (or from every
     output, given `seeds`) back. `masks[id]` (when present) is where a cotangent can be
-    nonzero; it is exactly zero elsewhere."""
+    nonzero; it is exactly zero elsewhere. `residuals` are replay's."""
     cts: dict[int, Tracer] = {}
     masks: dict[int, Tracer] = {}
     outs = graph.outputs if seeds else graph.outputs[:1]
@@ -112,14 +150,26 @@ def _backward(graph: Graph, active: set[int], read, seeds=None) -> dict[int, Tra
             seed = read(Literal.of(1, out.aval.dtype)) if seed is None else seed
             _accumulate(cts, masks, out, seed, None)
     for eqn in reversed(graph.eqns):
-        out = eqn.outputs[0].id
-        if out not in cts:
+        if not any(v.id in cts for v in eqn.outputs):
             continue
         errors.replaying(eqn.where)
-        g, g_mask = cts.pop(out), masks.pop(out, None)
-        args = (g, read(eqn.outputs[0]), *map(read, eqn.inputs))
-        in_cts = eqn.prim.vjp(*args, **eqn.params)
-        declared = eqn.prim.masks(*args) if eqn.prim.masks else [None] * len(in_cts)
+        if eqn.prim.multiple_results:  # a loop: cotangents of all its outputs (None: zero)
+            gs = [cts.pop(v.id, None) for v in eqn.outputs]
+            for v in eqn.outputs:
+                masks.pop(v.id, None)
+            g_mask = None
+            if residuals is not None and id(eqn) in residuals:
+                in_cts = eqn.prim.vjp(gs, residuals[id(eqn)])
+            else:
+                in_cts = eqn.prim.vjp(gs, [read(v) for v in eqn.outputs],
+                                      *map(read, eqn.inputs), **eqn.params)
+            declared = [None] * len(in_cts)
+        else:
+            out = eqn.outputs[0].id
+            g, g_mask = cts.pop(out), masks.pop(out, None)
+            args = (g, read(eqn.outputs[0]), *map(read, eqn.inputs))
+            in_cts = eqn.prim.vjp(*args, **eqn.params)
+            declared = eqn.prim.masks(*args) if eqn.prim.masks else [None] * len(in_cts)
         elementwise = eqn.prim.kind in ELEMENTWISE
         for atom, ct, own in zip(eqn.inputs, in_cts, declared):
             if ct is None or isinstance(atom, Literal) or atom.id not in active:

@@ -39,6 +39,14 @@ def batch_graph(graph: Graph, batched: list[bool], size: int) -> tuple[Graph, li
             for eqn in graph.eqns:
                 errors.replaying(eqn.where)
                 xs, dims = zip(*map(read, eqn.inputs)) if eqn.inputs else ((), ())
+                if eqn.prim.multiple_results:  # a loop: its rule batches all its outputs
+                    if all(d is None for d in dims):
+                        outs, out_dims = eqn.prim.bind(*xs, **eqn.params), [None] * len(eqn.outputs)
+                    else:
+                        outs, out_dims = eqn.prim.batch(eqn.prim, xs, dims, **eqn.params)
+                    for var, out, d in zip(eqn.outputs, outs, out_dims):
+                        env[var.id] = (out, d)
+                    continue
                 (var,) = eqn.outputs
                 if all(d is None for d in dims):
                     env[var.id] = (eqn.prim.bind(*xs, **eqn.params), None)

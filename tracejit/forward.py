@@ -46,6 +46,14 @@ def jvp_graph(graph: Graph, tangent_in: list[bool]) -> Graph:
             for eqn in graph.eqns:
                 errors.replaying(eqn.where)
                 xs, ts = zip(*map(read, eqn.inputs)) if eqn.inputs else ((), ())
+                if eqn.prim.multiple_results:  # a loop: its rule gives outputs and tangents
+                    if any(x is not None for x in ts):
+                        outs, tans = eqn.prim.jvp(tuple(ts), *xs, **eqn.params)
+                    else:
+                        outs, tans = eqn.prim.bind(*xs, **eqn.params), [None] * len(eqn.outputs)
+                    for var, out, tan in zip(eqn.outputs, outs, tans):
+                        env[var.id] = (out, tan if is_float(var.aval.dtype) else None)
+                    continue
                 out = eqn.prim.bind(*xs, **eqn.params)
                 (var,) = eqn.outputs
                 tan = None

@@ -131,16 +131,26 @@ def _fmt_param(v: Any) -> str:
     return str(v).replace(" ", "")
 
 
-def pretty(graph: Graph) -> str:
-    name = _Namer()
+def pretty(graph: Graph, name: _Namer | None = None, indent: str = "") -> str:
+    """The listing; a loop's or a branch's sub-graphs (Graph params) print indented under
+    its equation."""
+    name = name or _Namer()
     ins = " ".join(f"{name(v)}:{v.aval}" for v in graph.inputs)
-    lines = [f"{{ lambda {ins} ."]
+    lines = [f"{indent}{{ lambda {ins} ."]
     for e in graph.eqns:
         outs = " ".join(f"{name(v)}:{v.aval}" for v in e.outputs)
-        params = ",".join(f"{k}={_fmt_param(v)}" for k, v in e.params.items())
+        subs = [(k, v) for k, v in e.params.items() if isinstance(v, Graph) or (
+            isinstance(v, tuple) and v and all(isinstance(b, Graph) for b in v))]
+        params = ",".join(f"{k}={_fmt_param(v)}" for k, v in e.params.items()
+                          if all(k != s for s, _ in subs))
         args = " ".join(name(a) for a in e.inputs)
-        lines.append(f"    {outs} = {e.prim.name}{f'[{params}]' if params else ''} {args}")
-    lines.append(f"  in ( {', '.join(name(v) for v in graph.outputs)} ) }}")
+        lines.append(f"{indent}    {outs} = {e.prim.name}{f'[{params}]' if params else ''} "
+                     f"{args}")
+        for k, v in subs:
+            for i, g in enumerate(v if isinstance(v, tuple) else (v,)):
+                lines.append(f"{indent}      {k}{f'[{i}]' if isinstance(v, tuple) else ''}=")
+                lines.append(pretty(g, name, indent + "        "))
+    lines.append(f"{indent}  in ( {', '.join(name(v) for v in graph.outputs)} ) }}")
     return "\n".join(lines)
 
 
@@ -179,10 +189,11 @@ def eval_graph(graph: Graph, args: Sequence[Any], literal=None) -> list[Any]:
         for eqn in graph.eqns:
             errors.replaying(eqn.where or outer)
             out = eqn.prim.bind(*map(read, eqn.inputs), **eqn.params)
-            (var,) = eqn.outputs
-            if isinstance(out, (np.ndarray, np.generic, bool, int, float)):
-                out = np.asarray(out, dtype=var.aval.dtype).reshape(var.aval.shape)
-            env[var.id] = out
+            outs = out if eqn.prim.multiple_results else (out,)
+            for var, out in zip(eqn.outputs, outs, strict=True):
+                if isinstance(out, (np.ndarray, np.generic, bool, int, float)):
+                    out = np.asarray(out, dtype=var.aval.dtype).reshape(var.aval.shape)
+                env[var.id] = out
     finally:
         errors.replaying(outer)
     return [read(o) for o in graph.outputs]

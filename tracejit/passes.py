@@ -129,7 +129,7 @@ def algebraic(graph: Graph) -> Graph:
         if out is None and e.prim.rewrite is not None:
             out = e.prim.rewrite(ins, e.outputs[0].aval, lambda a: producers.get(a.id)
                                  if isinstance(a, Var) else None)
-        if out is None:
+        if out is None and len(e.outputs) == 1:
             producers[e.outputs[0].id] = Eqn(e.prim, ins, e.params, e.outputs, e.where)
         return out or ins
     return _substitute(graph, rule)
@@ -218,6 +218,8 @@ def cse(graph: Graph) -> Graph:
     def rule(e: Eqn, ins):
         key = (e.prim.name, tuple(map(_key, ins)), tuple(sorted(
             (k, repr(v)) for k, v in e.params.items())))
+        if len(e.outputs) != 1:  # a loop: kept as it is
+            return None
         if key in seen:
             return seen[key]
         seen[key] = e.outputs[0]

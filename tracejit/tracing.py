@@ -121,6 +121,8 @@ class Trace:
         avals = prim.abstract_eval(*[a.aval for a in atoms], **params)
         outs = tuple(Var(a) for a in avals)
         self.eqns.append(Eqn(prim, atoms, dict(params), outs, user_frame()))
+        if prim.multiple_results:
+            return tuple(Tracer(self, o) for o in outs)
         (out,) = outs
         return Tracer(self, out)
 

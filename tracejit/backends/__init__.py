@@ -6,6 +6,7 @@ RANGE_LIMITS (primitive -> {dtype: |x| limit}) where its fast code is exact only
     numba_cpu.py     njit loops (prange), NumPy/BLAS steps, a generated driver
     numba_cuda.py    cuda.jit grid-stride kernels, gather and matmul steps
     loopgen.py       the loop-nest generator both Numba backends share
+    numba_loops.py   a scan (tracejit/loops.py) as one njit loop over its body's kernels
     kernel_cache.py  generated kernel modules on disk; tiered compile of CPU kernels
     vecmath/         vectorizable elementary functions the CPU kernels call (vm.exp ...)
 

@@ -265,6 +265,19 @@ class Executable:
                              f"np.{out.aval.dtype.name})")
                 lines.append(f"    {key}(t{out.id}, {', '.join(args)})")
                 continue
+            if isinstance(item, fusion.Step) and item.eqn.prim.step is not None:
+                e = item.eqn  # a loop or a branch: its body plans, compiled by this backend
+                key = f"S{len(glb)}"
+                glb[key] = e.prim.step(e, sys.modules[__name__])
+                args = [ref(a) if not (isinstance(a, Var) and a.aval.ndim == 0) else
+                        f"{ref(a)}.reshape(())" for a in e.inputs]
+                outs = [f"t{v.id}" for v in e.outputs]
+                lines.append(f"    {', '.join(outs)}, = {key}({', '.join(args)})")
+                for v in e.outputs:
+                    names[v.id] = f"t{v.id}"
+                    lines.append(f"    t{v.id} = _asarray(t{v.id}, np.{v.aval.dtype.name})"
+                                 f".reshape({v.aval.shape or (1,)!r})")
+                continue
             if isinstance(item, fusion.Step):
                 e = item.eqn
                 key = f"S{len(glb)}"

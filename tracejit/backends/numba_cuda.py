@@ -17,8 +17,9 @@ How each plan item runs on the device:
     layout steps            a gather kernel per step (transpose, slice, pad, rev, concatenate,
                             broadcast, reshape of strided data); a reshape of contiguous data is
                             a device view; argmax/argmin one thread per output element
-    host steps (on_host)    LAPACK routines (linalg solve, inv, det, cholesky): the NumPy
-                            reference on host copies of the inputs, the result copied back
+    host steps              LAPACK routines (linalg solve, inv, det, cholesky; on_host): the
+                            NumPy reference on host copies of the inputs, the result copied
+                            back; loops and branches: their body plans launched per step
 
     thread partials  t0 t1 t2 t3 ... tB      block tree (shared memory)     finish launch
     block 0          a  b  c  d  ...   ──▶   a+b  c+d  ... ──▶ p[0]  ─┐
@@ -484,20 +485,28 @@ class Step:
 
 
 class HostStep:
-    """A step with no device kernel (`on_host`: LAPACK routines): the primitive's NumPy
-    reference runs on host copies of its inputs and the result is copied back."""
+    """A step with no device kernel, run from the host on host copies of its inputs, results
+    copied back: a LAPACK routine (`on_host`: the primitive's NumPy reference) or a loop or
+    branch (tracejit/loops.py: its `step` runs the body plans compiled by this backend, once
+    per step; carries cross to the host between steps: correct, not yet fast)."""
 
     def __init__(self, e) -> None:
         self.e, self.name = e, e.prim.name
-        self.source = f"# host step: {e.prim.name} (NumPy on host copies)"
+        if e.prim.step is not None:
+            self.run = e.prim.step(e, sys.modules[__name__])
+            self.source = f"# {e.prim.name}: body plans compiled per sub-graph"
+        else:
+            self.run = lambda *xs: [e.prim.impl(*xs, **e.params)]
+            self.source = f"# host step: {e.prim.name} (NumPy on host copies)"
         self.mod = types.SimpleNamespace(name=self.name)
 
     def __call__(self, cuda, env: dict, alloc) -> None:
-        e, out = self.e, self.e.outputs[0]
-        xs = [env[a.id if isinstance(a, Var) else ("lit", id(a))] for a in e.inputs]
-        host = [x.copy_to_host().reshape(a.aval.shape) for x, a in zip(xs, e.inputs)]
-        val = np.asarray(e.prim.impl(*host, **e.params), out.aval.dtype)
-        env[out.id] = cuda.to_device(np.ascontiguousarray(val.reshape(out.aval.shape or (1,))))
+        e = self.e
+        host = [env[a.id if isinstance(a, Var) else ("lit", id(a))].copy_to_host().reshape(
+            a.aval.shape) for a in e.inputs]
+        for v, o in zip(e.outputs, self.run(*host)):
+            env[v.id] = cuda.to_device(np.ascontiguousarray(
+                np.asarray(o, v.aval.dtype).reshape(v.aval.shape or (1,))))
 
     def argtypes(self) -> dict:
         return {}
@@ -514,7 +523,8 @@ class Executable:
     def __init__(self, plan: fusion.Plan, reuse_buffers: bool) -> None:
         self.graph, self.items, self.reuse = plan.graph, plan.items, reuse_buffers
         self.ops = [FusedKernel(it) if isinstance(it, fusion.Kernel) else
-                    HostStep(it.eqn) if it.eqn.prim.on_host else Step(it.eqn)
+                    HostStep(it.eqn) if it.eqn.prim.on_host or it.eqn.prim.step is not None
+                    else Step(it.eqn)
                     for it in self.items]
         self.buffers: dict[int, object] = {}
         self.consts: dict | None = None  # literal arrays, uploaded on the first call

@@ -110,6 +110,17 @@ class Primitive:
     # a device backend runs this step's `impl` on host copies of its inputs and copies the
     # result back (LAPACK routines: the reference, where no device kernel exists)
     on_host: bool = False
+    # loops and branches (tracejit/loops.py): the equation has one output per result (bind
+    # returns a tuple) and its params hold sub-graphs
+    multiple_results: bool = False
+    # reverse mode in two halves: (active_in, wanted_out, *inputs, **params) -> (outputs,
+    # residuals) replaces the forward equation under autodiff (a loop that also stacks what
+    # its backward pass reads); `vjp` is then (cotangents of the outputs, residuals) -> the
+    # inputs' cotangents
+    vjp_fwd: Callable[..., tuple] | None = None
+    # a step the backend compiles through this hook: (eqn, backend module) -> a function of
+    # the input arrays returning the list of outputs (a loop over the body's compiled plan)
+    step: Callable[..., Callable] | None = None
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"

@@ -29,8 +29,15 @@ def _swap_last(x):
     return transpose_p.bind(x, perm=perm)
 
 
+def _product(x, y):
+    """x @ y; an outer product (inner dimension 1: a matrix-vector product's weight
+    gradient) is an elementwise multiply, which fuses with what consumes it (a loop's
+    gradient accumulator) instead of going through BLAS into a temporary."""
+    return mul_p.bind(x, y) if x.shape[-1] == 1 else matmul_p.bind(x, y)
+
+
 def _matmul_vjp(g, out, a, b):
-    return matmul_p.bind(g, _swap_last(b)), matmul_p.bind(_swap_last(a), g)
+    return _product(g, _swap_last(b)), _product(_swap_last(a), g)
 
 
 def _matmul_jvp(tangents, out, a, b):
