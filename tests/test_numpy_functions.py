@@ -113,8 +113,9 @@ def test_unsupported_matrix_norm_names_the_alternatives():
 
 
 def test_coverage_table_is_current_and_complete():
-    """COVERAGE.md is what `python -m tracejit.coverage --markdown` writes; every name has a
-    probe that traces (no '?') except where noted."""
+    """COVERAGE.md is what `python -m tracejit.coverage --markdown` writes, and the README's
+    list what `--readme` writes; every name has a probe that traces (no '?') except where
+    noted."""
     import os
     import subprocess
     import sys
@@ -126,5 +127,10 @@ def test_coverage_table_is_current_and_complete():
                           capture_output=True, text=True).stdout
     with open(path) as fh:
         assert fh.read() == text, "run `python -m tracejit.coverage --markdown COVERAGE.md`"
+    section = subprocess.run([sys.executable, "-c", "from tracejit import coverage; "
+                              "print(coverage.readme_section(), end='')"], cwd=root,
+                             check=True, capture_output=True, text=True).stdout
+    with open(os.path.join(root, "README.md")) as fh:
+        assert section in fh.read(), "run `python -m tracejit.coverage --readme README.md`"
     unknown = [line for line in text.splitlines() if line.endswith("| ? | ? |")]
     assert len(unknown) <= 1, unknown  # np.inner's probe (4x4 @ 4x4) is the known one
