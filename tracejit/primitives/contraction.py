@@ -29,8 +29,16 @@ def _swap_last(x):
     return transpose_p.bind(x, perm=perm)
 
 
+def _product(a, b):
+    """a @ b; over a size-1 axis (the outer product in the gradient of a matrix-vector
+    product) a broadcast multiply, which fuses into loops instead of a BLAS call."""
+    if a.shape[-1] == 1:
+        return mul_p.bind(a, b)
+    return matmul_p.bind(a, b)
+
+
 def _matmul_vjp(g, out, a, b):
-    return matmul_p.bind(g, _swap_last(b)), matmul_p.bind(_swap_last(a), g)
+    return _product(g, _swap_last(b)), _product(_swap_last(a), g)
 
 
 def _matmul_jvp(tangents, out, a, b):
