@@ -16,17 +16,18 @@ Values come in four kinds:
 
 A kernel boundary comes only from a true dependence: loop work that needs an accumulator's
 final value, a reduction that does not fit the loop nest, or a library step (matmul goes to
-BLAS; transposes, slices and copies to NumPy) whose input the open kernel computes.
+BLAS, but a matrix-vector product is a multiply and a sum in loops; transposes, slices and
+copies to NumPy) whose input the open kernel computes.
 
     x ─┬─ tanh ─ mul ─┬─ add ── reduce_sum(acc) ── epi ─▶ loss
        └─ sin ────────┘        grad ops (elem) ───────────▶ dx       one kernel, one pass
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .ir import Eqn, Graph, Literal, Var
-from .primitives import ELEMENTWISE, REDUCE
+from .primitives import CONTRACT, ELEMENTWISE, LAYOUT, REDUCE
 
 AxisMap = tuple  # tuple[int | None, ...]
 
@@ -269,9 +270,42 @@ class Plan:
         return self.items[i]
 
 
+def _bind(prim, inputs, where, **params) -> tuple[Eqn, Var]:
+    (aval,) = prim.abstract_eval(*[a.aval for a in inputs], **params)
+    out = Var(aval)
+    return Eqn(prim, tuple(inputs), params, (out,), where), out
+
+
+def matvec_as_loops(graph: Graph) -> Graph:
+    """A matrix-vector product A @ v ((..., n, k) @ (k, 1)) becomes a multiply and a sum over
+    k: loop work that fuses with what computes A or uses the product. A memory-bound product
+    gains nothing from BLAS, and a BLAS call in a plan makes the CPU backend run its loops
+    serially (OpenBLAS threads spin after a call and fight a parallel loop). Not when A is a
+    transpose (x.T @ g reads x along columns: BLAS does that better than a loop)."""
+    from .primitives.elementwise import mul_p
+    from .primitives.layout import reshape_p
+    from .primitives.reductions import reduce_sum_p
+    made = {o.id: e for e in graph.eqns for o in e.outputs}
+    eqns: list[Eqn] = []
+    for e in graph.eqns:
+        a, b = e.inputs if e.prim.kind == CONTRACT else (None, None)
+        src = made.get(a.id) if isinstance(a, Var) else None
+        if a is None or b.aval.ndim != 2 or b.aval.shape[1] != 1 or \
+                a.aval.dtype.kind != "f" or (src is not None and src.prim.kind == LAYOUT
+                                             and not src.prim.same_order):
+            eqns.append(e)
+            continue
+        row, vt = _bind(reshape_p, [b], e.where, shape=(1, b.aval.shape[0]))
+        prod, p = _bind(mul_p, [a, vt], e.where)
+        total = Eqn(reduce_sum_p, (p,), {"axes": (p.aval.ndim - 1,)}, e.outputs, e.where)
+        eqns += [row, prod, total]
+    return graph if len(eqns) == len(graph.eqns) else replace(graph, eqns=eqns)
+
+
 def plan(graph: Graph) -> Plan:
     """Kernels and steps in execution order; each kernel's `outputs` are the values it
     stores (used by a later kernel or step, or returned)."""
+    graph = matvec_as_loops(graph)
     items: list[Kernel | Step] = []
     current: _Builder | None = None
 

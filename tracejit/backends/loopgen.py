@@ -55,6 +55,8 @@ class KernelSource:
     # their innermost loop, then into a float64 partial w<id> (see open_blocked); 0: no blocks
     block = 0
     direct = False  # in a laned pass: float32 sums go straight into float64 (see emit_pass)
+    # kept axes after the reduced ones loop inside the pass over the row (see _tail)
+    interchange = False
 
     def __init__(self, k: fusion.Kernel, exact: frozenset = frozenset()) -> None:
         self.k, self.exact = k, exact  # primitives emitted with their shared template
@@ -72,6 +74,10 @@ class KernelSource:
         self.outer = [self.par_axis] + [a for a in outer if a != self.par_axis]
         self.accs = [e for e in k.eqns if k.kinds.get(e.outputs[0].id) == "acc"]
         self._levels()
+        self.tail = self._tail() if self.interchange else []
+        # while a pass is emitted: loads that do not run along `hoist_axes` (its loops), to
+        # be read once before them (see operand)
+        self.hoist_to, self.hoist_axes = None, set()
 
     @staticmethod
     def key(a):
@@ -93,6 +99,45 @@ class KernelSource:
                 lvl += 1  # available after the pass that reduces its operand
             self.level[out] = lvl
             self.is_inner[out] = bool(fusion.footprint(k.amaps[out]) & inner)
+
+    def _tail(self) -> list:
+        """Kept axes after the reduced ones (d in E[idx].sum(1) over (bag, k, d)) that the
+        pass over the row loops over inside the reduction loop, with the row reductions'
+        partials in arrays along them: the innermost loop then runs along the contiguous
+        axis, vectorizes, and reads each gathered row once (looped outside the reduction,
+        every element re-reads its index and the k-loop strides across rows: 4x slower).
+        [] unless the kernel makes one pass over the row and every value, reduction operand
+        and row accumulator runs along all of the tail or none of it."""
+        k = self.k
+        if not self.inner:
+            return []
+        tail = [a for a in self.outer if a > max(self.inner) and a != self.par_axis and
+                self.space[a] != 1]
+        maps = [*k.amaps.values(), *k.reduce_in.values()]
+        tail = [a for a in tail if any(a in fusion.footprint(m) for m in maps)]
+        if not tail:
+            return []
+        t = set(tail)
+        for m in maps:
+            if fusion.footprint(m) & t not in (set(), t):
+                return []
+        for e in k.eqns:
+            v = e.outputs[0].id
+            kind = k.kinds[v]
+            if kind in ("elem", "row") and self.is_inner[v] and self.level[v] > 0:
+                return []  # a second pass over the row
+            if kind == "elem" and not self.is_inner[v] and self.level[v] == 0 and \
+                    fusion.footprint(k.amaps[v]) & t:
+                return []  # row work before the pass that runs along the tail
+            if kind == "acc" and fusion.footprint(k.reduce_in[v]) & t and not (
+                    fusion.footprint(k.reduce_in[v]) & set(self.inner)) and \
+                    self._acc_level(e) == 0:
+                return []
+        return tail
+
+    def _acc_level(self, e) -> int:
+        a = e.inputs[0]
+        return self.level.get(a.id, 0) if isinstance(a, Var) else 0
 
     def const(self, lit: Literal) -> str:
         val = lit.val.item()
@@ -123,7 +168,15 @@ class KernelSource:
         if all(ax is None for ax in amap):  # loop-invariant: load once, before the loops
             self.hoisted[name] = f"{name}[{self.index(amap, len(shape))}]"
             return f"s_{name}"
-        return f"{name}[{self.index(amap, len(shape))}]"
+        load = f"{name}[{self.index(amap, len(shape))}]"
+        if self.hoist_to is not None and not fusion.footprint(amap) & self.hoist_axes:
+            # invariant in the loops being emitted (a row's label, a gather's index): one
+            # load before them, which LLVM cannot do itself when the loops store to memory
+            if load not in self.hoist_to:  # names unique in the function: one type each
+                self.hoist_to[load] = f"h{self.n_hoisted}"
+                self.n_hoisted += 1
+            return self.hoist_to[load]
+        return load
 
     def expr(self, e) -> str:
         out = e.outputs[0]
@@ -271,6 +324,10 @@ class KernelSource:
         return stash
 
     def emit_loops(self, ind: str) -> None:
+        self.n_hoisted = 0
+        if self.tail:
+            self.emit_tail_loops(ind)
+            return
         k = self.k
         loop_eqns = [e for e in k.eqns if k.kinds[e.outputs[0].id] in ("elem", "row")]
         row_eqns = [e for e in loop_eqns if not self.is_inner[e.outputs[0].id]]
@@ -318,6 +375,7 @@ class KernelSource:
         inner axis: a NaN-exact max cannot be reordered by LLVM, but LANES independent chains
         vectorize (5x faster on a 1000-wide row max)."""
         k = self.k
+        self.hoist_to, self.hoist_axes, at = {}, set(self.inner), len(self.lines)
         laned = [r for r in reds if r.prim.emit.lanes] if self.lanes else []
         # float32 sums of this pass: in blocks (open_blocked), or straight into their float64
         # partial in a laned pass (its lane loop does not vectorize a float32 running sum)
@@ -388,11 +446,149 @@ class KernelSource:
             v = r.outputs[0].id
             self.lines.append(f"{ind}for l in range({LANES}):")
             self.lines.append(f"{ind}    r{v} = {self.reduce_step(r, f'r{v}', f'q{v}[l]')}")
+        self.lines[at:at] = [f"{ind}{h} = {load}" for load, h in self.hoist_to.items()]
+        self.hoist_to = None
+
+    def open_tail(self, ind: str) -> str:
+        """Open the tail loops (unsigned indices: see open_blocked); returns the body's
+        indentation."""
+        for ax in self.tail:
+            self.lines.append(f"{ind}for j{ax} in range(n{ax}):")
+            self.lines.append(f"{ind}    i{ax} = np.uint64(j{ax})")
+            ind += "    "
+        return ind
+
+    def emit_tail_loops(self, ind: str) -> None:
+        """The row's one pass with the tail inside (see _tail):
+
+            r = np.zeros(nd)                      partials along the tail
+            for k in range(nk):                   the reduced axes (float32 sums in blocks)
+                h0 = idx[b, k]                    work and loads that do not run along d
+                for d in range(nd):
+                    r[d] = r[d] + E[h0, d]        the tail: contiguous, vectorized
+            for d in range(nd):
+                v = r[d]; out[b, d] = v           the row's values after the pass
+        """
+        k, t = self.k, set(self.tail)
+
+        def on_tail(e) -> bool:
+            v = e.outputs[0].id
+            m = k.reduce_in[v] if k.kinds[v] == "acc" else k.amaps[v]
+            return bool(fusion.footprint(m) & t)
+        loop_eqns = [e for e in k.eqns if k.kinds[e.outputs[0].id] in ("elem", "row")]
+        rows = [e for e in loop_eqns if not self.is_inner[e.outputs[0].id]]
+        reds = [e for e in rows if e.prim.kind == REDUCE and k.kinds[e.outputs[0].id] == "row"]
+        rows = [e for e in rows if e not in reds]
+        inner_accs = [e for e in self.accs if fusion.footprint(
+            k.reduce_in[e.outputs[0].id]) & set(self.inner)]
+        row_accs = [e for e in self.accs if e not in inner_accs]
+        # 1. row work before the pass (none of it runs along the tail)
+        self.emit_values([e for e in rows if self.level[e.outputs[0].id] == 0], ind)
+        self.emit_values([e for e in row_accs if self._acc_level(e) == 0], ind)
+        # 2. the pass: partials, then the reduced axes' loops around the tail loops
+        stored = [e for e in loop_eqns if self.is_inner[e.outputs[0].id] and
+                  e.outputs[0].id in self.out_names]
+        roots = stored + [self._producer(r.inputs[0]) for r in reds + inner_accs
+                          if self._producer(r.inputs[0]) is not None]
+        body = self.closure(roots)
+        shape = f"({', '.join(f'n{a}' for a in self.tail)},)"
+        wide = [r for r in reds if self.block and self.wide(r)] + \
+            [e for e in inner_accs if self.block and self.wide(e)]
+        for r in reds:
+            v, dt = r.outputs[0].id, scalar_type(r.outputs[0].aval.dtype)
+            if r in wide:
+                self.lines.append(f"{ind}w{v} = np.zeros({shape}, np.float64)" if on_tail(r)
+                                  else f"{ind}w{v} = np.float64(0)")
+            elif on_tail(r):
+                self.lines.append(f"{ind}r{v} = np.full({shape}, {self.init(r)}, {dt})")
+            else:
+                self.lines.append(f"{ind}r{v} = {self.init(r)}")
+        jnd = ind
+        for ax in self.inner[:-1]:
+            self.lines.append(f"{jnd}for i{ax} in range(n{ax}):")
+            jnd += "    "
+        last = self.inner[-1]
+        if wide:  # float32 sums in blocks along the last reduced axis (see open_blocked)
+            self.lines.append(f"{jnd}for bk{last} in range(0, n{last}, {self.block}):")
+            cnd = jnd + "    "
+            for e in wide:
+                zero = f"np.zeros({shape}, np.float32)" if e in reds and on_tail(e) else \
+                    "np.float32(0)"
+                self.lines.append(f"{cnd}{self.partial(e)} = {zero}")
+            self.lines.append(f"{cnd}for j{last} in range(bk{last}, min(bk{last} + "
+                              f"{self.block}, n{last})):")
+            jnd = cnd + "    "
+        else:
+            self.lines.append(f"{jnd}for j{last} in range(n{last}):")
+            jnd += "    "
+        self.lines.append(f"{jnd}i{last} = np.uint64(j{last})")
+        self.hoist_to, self.hoist_axes = {}, t
+        at = len(self.lines)
+        self.emit_tail_body([e for e in body if not on_tail(e)],
+                            [r for r in reds if not on_tail(r)],
+                            [e for e in inner_accs if not on_tail(e)], stored, jnd)
+        tnd = self.open_tail(jnd)
+        self.emit_tail_body([e for e in body if on_tail(e)], [r for r in reds if on_tail(r)],
+                            [e for e in inner_accs if on_tail(e)], stored, tnd, tail=True)
+        self.lines[at:at] = [f"{jnd}{h} = {load}" for load, h in self.hoist_to.items()]
+        self.hoist_to = None
+        for e in wide:  # the block's float32 partials into the float64 ones
+            part, w = self.partial(e), f"w{e.outputs[0].id}"
+            if e in reds and on_tail(e):
+                c, ix = self.open_tail(cnd), ", ".join(f"i{a}" for a in self.tail)
+                self.lines.append(f"{c}{w}[{ix}] = {w}[{ix}] + np.float64({part}[{ix}])")
+            else:
+                self.lines.append(f"{cnd}{w} = {w} + np.float64({part})")
+        # 3. the row's values after the pass: those off the tail, then the tail loops
+        after = [e for e in rows if self.level[e.outputs[0].id] == 1]
+        accs = [e for e in row_accs if self._acc_level(e) == 1]
+        self.finish_tail([r for r in reds if not on_tail(r)], wide, ind)
+        self.emit_values([e for e in after if not on_tail(e)], ind)
+        self.emit_values([e for e in accs if not on_tail(e)], ind)
+        if any(map(on_tail, reds + after + accs)):
+            tnd = self.open_tail(ind)
+            self.finish_tail([r for r in reds if on_tail(r)], wide, tnd, tail=True)
+            self.emit_values([e for e in after if on_tail(e)], tnd)
+            self.emit_values([e for e in accs if on_tail(e)], tnd)
+
+    def partial(self, e) -> str:
+        """The float32 block partial of a wide sum (reduction r12, accumulator acc12)."""
+        v = e.outputs[0].id
+        return f"acc{v}" if self.k.kinds[v] == "acc" else f"r{v}"
+
+    def emit_tail_body(self, body, reds, accs, stored, ind: str, tail: bool = False) -> None:
+        """One part of the pass's body: values (stored if outputs), reductions into their
+        partials (indexed along the tail when `tail`), accumulators."""
+        ix = ", ".join(f"i{a}" for a in self.tail)
+        stored_ids = {e.outputs[0].id for e in stored}
+        for e in body:
+            v = e.outputs[0]
+            self.lines.append(f"{ind}v{v.id} = {self.expr(e)}")
+            if v.id in stored_ids:
+                self.store(v, ind)
+        for r in reds:
+            acc = f"r{r.outputs[0].id}" + (f"[{ix}]" if tail else "")
+            x = self.reduce_operand(r)
+            self.lines.append(f"{ind}{acc} = {self.reduce_step(r, acc, x)}")
+        self.emit_values(accs, ind, stores=False)
+        if tail and not (body or reds or accs):
+            self.lines.append(f"{ind}pass")
+
+    def finish_tail(self, reds, wide, ind: str, tail: bool = False) -> None:
+        """Row reductions' values once the pass is over (read along the tail if `tail`)."""
+        ix = f"[{', '.join(f'i{a}' for a in self.tail)}]" if tail else ""
+        for r in reds:
+            v = r.outputs[0].id
+            self.lines.append(f"{ind}v{v} = np.float32(w{v}{ix})" if r in wide else
+                              f"{ind}v{v} = r{v}{ix}")
+            self.store(r.outputs[0], ind)
 
     def open_inner(self, ind: str) -> str:
-        """Open the loops over one row's inner axes; returns the body's indentation."""
+        """Open the loops over one row's inner axes (unsigned indices: see open_blocked);
+        returns the body's indentation."""
         for ax in self.inner:
-            self.lines.append(f"{ind}for i{ax} in range(n{ax}):")
+            self.lines.append(f"{ind}for j{ax} in range(n{ax}):")
+            self.lines.append(f"{ind}    i{ax} = np.uint64(j{ax})")
             ind += "    "
         return ind
 

@@ -59,6 +59,7 @@ class CpuKernelSource(KernelSource):
     backend = BACKEND
     lanes = True  # max/min/prod row reductions in LANES partials (see loopgen.emit_pass)
     block = BLOCK  # float32 sums in blocks (see loopgen.open_blocked)
+    interchange = True  # kept axes after the reduced ones inside the row pass (loopgen)
 
     def usable(self, template) -> bool:
         """Every `vm.<fn>` the template names exists (vecmath may be missing or older)."""
@@ -91,7 +92,7 @@ class CpuKernelSource(KernelSource):
         # (no loop over a size-1 axis: LLVM's vectorizer took minutes on loops whose body was
         # all invariant)
         used = set().union(*map(fusion.footprint, [*k.amaps.values(), *k.reduce_in.values()]))
-        loops = [p] + [ax for ax in self.outer[1:] if ax in used]
+        loops = [p] + [ax for ax in self.outer[1:] if ax in used and ax not in self.tail]
         if self.accs:
             # accumulators: fixed slices (chunks) of the parallel axis, each with its own
             # partial (float64 for a float32 sum), combined in chunk order after the loop
@@ -206,13 +207,16 @@ class CompiledKernel(TieredKernel):
 
 # ----- driver -----
 def serial_step(e):
-    """A step whose primitive gives a serial loop body (`serial`: a scatter in index
-    order): its njit function, from the disk cache."""
+    """A step whose primitive gives its own loop body (`serial`: a scatter in index order,
+    parallel when the body has a prange): its njit function, from the disk cache."""
     from . import kernel_cache
     args = ", ".join(f"x{k}" for k in range(len(e.inputs)))
-    body = "\n".join("    " + line for line in e.prim.serial(e))
-    source = "\n".join(["import math", "import numpy as np", "from numba import njit", "",
-                        f"@njit({_FLAGS})", f"def step(o, {args}):", body, "    return 0", ""])
+    lines = e.prim.serial(e)
+    body = "\n".join("    " + line for line in lines)
+    flags = ("parallel=True, " if any("prange(" in line for line in lines) else "") + _FLAGS
+    source = "\n".join(["import math", "import numpy as np", "from numba import njit, prange",
+                        "", f"@njit({flags})", f"def step(o, nth, {args}):", body,
+                        "    return 0", ""])
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     return kernel_cache.load(source, digest).step
 
@@ -237,7 +241,9 @@ class Executable:
     def _make_driver(self):
         """Straight-line Python for one call: fewer lookups on the hot path."""
         g = self.graph
-        glb = {"np": np, "_asarray": np.asarray, "_empty": np.empty, "_buf": self.buffers}
+        from numba import get_num_threads
+        glb = {"np": np, "_asarray": np.asarray, "_empty": np.empty, "_buf": self.buffers,
+               "_threads": get_num_threads}
         lines = [f"def run({', '.join(f'x{i}' for i in range(len(g.inputs)))}):"]
         names: dict[int, str] = {}
         for i, v in enumerate(g.inputs):
@@ -245,10 +251,14 @@ class Executable:
             lines.append(f"    x{i} = _asarray(x{i}, np.{v.aval.dtype.name})")
         views = set()  # values that may alias an input: copied if returned
 
-        def ref(a):
+        def ref(a, steady=False):
             if isinstance(a, Literal):
                 key = f"L{len(glb)}"
                 glb[key] = a.val.reshape(1) if a.val.ndim == 0 else a.val
+                if steady and a.val.size > 1 and (a.val == a.val.flat[0]).all():
+                    # one value repeated (a scatter's zeros): a zero-stride view, read from
+                    # one cache line instead of a copy of its size
+                    glb[key] = np.broadcast_to(a.val.flat[0], a.val.shape)
                 return key
             return names[a.id]
 
@@ -258,12 +268,12 @@ class Executable:
                 e, out = item.eqn, item.eqn.outputs[0]
                 key = f"S{len(glb)}"
                 glb[key] = serial_step(e)
-                args = [f"{ref(a)}.reshape(1)" if a.aval.ndim == 0 else ref(a)
+                args = [f"{ref(a)}.reshape(1)" if a.aval.ndim == 0 else ref(a, steady=True)
                         for a in e.inputs]
                 names[out.id] = f"t{out.id}"
                 lines.append(f"    t{out.id} = _empty({out.aval.shape or (1,)!r}, "
                              f"np.{out.aval.dtype.name})")
-                lines.append(f"    {key}(t{out.id}, {', '.join(args)})")
+                lines.append(f"    {key}(t{out.id}, _threads(), {', '.join(args)})")
                 continue
             if isinstance(item, fusion.Step) and item.eqn.prim.step is not None:
                 e = item.eqn  # a loop or a branch: its body plans, compiled by this backend

@@ -104,8 +104,9 @@ class Primitive:
     # input positions that may be given any shape (of the same rank) broadcastable to the one
     # the rule expects (passes feed them a broadcast's source: a scatter's updates)
     broadcast_inputs: tuple[int, ...] = ()
-    # CPU step: the body of `def step(o, x0, x1, ...)` filling o in one serial pass (a
-    # scatter in index order), compiled with Numba instead of running `impl`
+    # CPU step: the body of `def step(o, nth, x0, x1, ...)` filling o (a scatter in index
+    # order; a `prange` over at most `nth`, the thread count, slabs of o that each chunk
+    # owns runs it in parallel), compiled with Numba instead of running `impl`
     serial: Callable[[Any], list[str]] | None = None
     # a device backend runs this step's `impl` on host copies of its inputs and copies the
     # result back (LAPACK routines: the reference, where no device kernel exists)

@@ -297,13 +297,23 @@ def _scatter_gather(e) -> list[str]:
 
 
 def _scatter_serial(e) -> list[str]:
-    """CPU: copy x, then apply the updates in the C order of the indices (one pass)."""
+    """CPU, owner computes: chunk c of x's `axis` copies its slab of x, then walks every
+    index in C order and applies the updates that land in its slab. Each element gets its
+    updates in index order whatever the number of chunks (the same bits with any thread
+    count, no atomics); the chunks run in parallel."""
     x, idx, v = (a.aval for a in e.inputs)
     a, mode = e.params["axis"], e.params["mode"]
     pre = [f"p{d}" for d in range(a)]
     post = [f"q{d}" for d in range(a + 1, x.ndim)]
     js = [f"j{d}" for d in range(idx.ndim)]
-    lines, ind = ["o[:] = x0"] + (["t = x1.item()"] if not js else []), ""
+    slab = _ix([":"] * a + ["lo:hi"])
+    lines = [f"n = o.shape[{a}]",
+             f"nch = max(1, min(n, nth, (o.size + x2.size) // {1 << 15}))",
+             "for c in prange(nch):", "    lo = c * n // nch", "    hi = (c + 1) * n // nch",
+             f"    o[{slab}] = x0[{slab}]"]
+    if not js:
+        lines.append("    t = x1.item()")
+    ind = "    "
     for d, name in enumerate(pre):
         lines.append(f"{ind}for {name} in range(x0.shape[{d}]):")
         ind += "    "
@@ -312,8 +322,11 @@ def _scatter_serial(e) -> list[str]:
         ind += "    "
     if js:
         lines.append(f"{ind}t = x1[{_ix(js)}]")
-    for d, name in enumerate(post):
-        lines.append(f"{ind}for {name} in range(x0.shape[{a + 1 + d}]):")
+    lines.append(f"{ind}if lo <= t and t < hi:")
+    ind += "    "
+    for d, name in enumerate(post):  # unsigned: no negative-index checks, so it vectorizes
+        lines.append(f"{ind}for k{name} in range(x0.shape[{a + 1 + d}]):")
+        lines.append(f"{ind}    {name} = np.uint64(k{name})")
         ind += "    "
     vix = [("0" if n == 1 else i) for n, i in zip(v.shape, pre + js + post)]
     dst = f"o[{_ix(pre + ['t'] + post)}]"
