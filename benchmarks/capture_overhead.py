@@ -1,16 +1,16 @@
 """Per-call cost of captured values: W6 (W1's value + gradient at N=100, float32) with k
-arrays and k Python floats read from the enclosing scope.
+captured arrays and k captured float32 scalars.
 
     python -m benchmarks.capture_overhead [--captures 0,1,2,4,8] [--rounds 7]
 
 Captured arrays are implicit inputs read at every call and captured scalars are guarded
-(README: "Captured values"); both cost something per call. Each variant adds
-`sum(c_i) * s_i` for its captures, so the kernel work grows by k tiny terms; the table gives
-the median per-call time over rounds (interleaved, so a drifting machine favours no
-variant), the extra time over k = 0 per captured value (an array and a scalar count as two),
-the same work with the values made inside the function (constants: no capture, so
-`captured - constant` is what capturing costs), and the values passed as arguments. CPU time of this process is used (all threads), as `--cpu-time` does
-in the main runner, so other processes' load counts less.
+(README: "Captured values are read at every call"); both cost something per call. Each
+variant adds `sum(c_i * x) * s_i` for its captures. The table gives the median per-call
+time over rounds (interleaved, so a drifting machine favours no variant): with captures,
+the extra over k = 0 per captured value (an array and a scalar count as two), the same work
+with the values made inside the function (constants: `captured - constant` is what
+capturing costs), and the values passed as arguments. CPU time of this process (all
+threads), as the main runner's `--cpu-time`, so other processes' load counts less.
 """
 from __future__ import annotations
 

@@ -445,7 +445,7 @@ def test_list_or_none_argument_failing_in_an_operator(backend):
     with pytest.raises(tj.ArgumentError) as e:
         tj.jit(_square_sum, backend=backend)([1.0, 2.0])
     assert_user_error(e, tj.ArgumentError, TypeError, "# MARK-list-operator",
-                      "argument 0 is a list of 2 Python numbers", "np.asarray([...])")
+                      "argument 0 is a list of 2 numbers", "np.asarray([...])")
     assert "unsupported operand" in str(e.value)
     with pytest.raises(tj.ArgumentError) as e:
         tj.grad(_square_sum, backend=backend)(None)

@@ -65,7 +65,7 @@ def _argument_hint(args: tuple, kwargs: dict, static_nums, static_names
                 isinstance(v, (int, float, complex, np.number)) and not isinstance(v, bool)
                 for v in a):
             kind = type(a).__name__
-            return (f"{name} is a {kind} of {len(a)} Python numbers, which tracejit (like "
+            return (f"{name} is a {kind} of {len(a)} numbers, which tracejit (like "
                     f"JAX) passes on as a {kind} of scalars (a pytree), not as an array",
                     "pass np.asarray([...]) for an array (or index the list's elements "
                     "inside the function)")
@@ -380,7 +380,8 @@ class Transformed:
         """The fusion plan a call with these arguments compiles (nothing is compiled)."""
         leaves, treedef = pytree.flatten(self._split(args, kwargs)[:2])
         graph = self._joint(args, kwargs, leaves, treedef, captures.scan(self.fn))[0]
-        return lower(passes.float16_as_float32(graph)[0], get_backend(self._placement(leaves)[0]))[0]
+        backend = get_backend(self._placement(leaves)[0])
+        return lower(passes.float16_as_float32(graph)[0], backend)[0]
 
     def _build(self, args, kwargs, leaves, treedef) -> _Entry:
         found = captures.scan(self.fn)
