@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import errors
-from .ir import Aval, Graph, Literal, Var
+from .ir import Aval, Graph, Literal, Var, store_outputs
 from .primitives import ELEMENTWISE, is_float
 from .primitives.elementwise import and_p, or_p, select_p
 from .primitives.layout import reshape_p
@@ -125,13 +125,9 @@ def replay(graph: Graph, args: list, active: set[int], reach: set[int]) -> tuple
             want = [v.id in active and v.id in reach for v in eqn.outputs]
             if eqn.prim.vjp_fwd is not None and any(act) and any(want):
                 outs, residuals[id(eqn)] = eqn.prim.vjp_fwd(act, want, *vals, **eqn.params)
+                store_outputs(env, eqn, outs)  # (vjp_fwd belongs to multi-result loops)
             else:
-                out = eqn.prim.bind(*vals, **eqn.params)
-                outs = out if eqn.prim.multiple_results else (out,)
-            for var, out in zip(eqn.outputs, outs, strict=True):
-                if isinstance(out, (np.ndarray, np.generic, bool, int, float)):
-                    out = np.asarray(out, dtype=var.aval.dtype).reshape(var.aval.shape)
-                env[var.id] = out
+                store_outputs(env, eqn, eqn.prim.bind(*vals, **eqn.params))
     finally:
         errors.replaying(outer)
     return env, residuals

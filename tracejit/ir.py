@@ -188,12 +188,17 @@ def eval_graph(graph: Graph, args: Sequence[Any], literal=None) -> list[Any]:
     try:
         for eqn in graph.eqns:
             errors.replaying(eqn.where or outer)
-            out = eqn.prim.bind(*map(read, eqn.inputs), **eqn.params)
-            outs = out if eqn.prim.multiple_results else (out,)
-            for var, out in zip(eqn.outputs, outs, strict=True):
-                if isinstance(out, (np.ndarray, np.generic, bool, int, float)):
-                    out = np.asarray(out, dtype=var.aval.dtype).reshape(var.aval.shape)
-                env[var.id] = out
+            store_outputs(env, eqn, eqn.prim.bind(*map(read, eqn.inputs), **eqn.params))
     finally:
         errors.replaying(outer)
     return [read(o) for o in graph.outputs]
+
+
+def store_outputs(env: dict, eqn, out) -> None:
+    """Bind `eqn`'s result(s) to its output variables in `env`; a concrete value takes the
+    variable's dtype and shape (NumPy may return a scalar or another dtype)."""
+    outs = out if eqn.prim.multiple_results else (out,)
+    for var, value in zip(eqn.outputs, outs, strict=True):
+        if isinstance(value, (np.ndarray, np.generic, bool, int, float)):
+            value = np.asarray(value, dtype=var.aval.dtype).reshape(var.aval.shape)
+        env[var.id] = value
