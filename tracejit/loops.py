@@ -13,7 +13,9 @@ Transformations map over the sub-graphs:
   rest; what crosses the cut is stacked). Its VJP is another scan, in the other direction,
   whose body is the backward part. `checkpoint=True` stores only the loop's inputs per step
   and recomputes the body in the backward pass. Carries and inputs that no gradient reaches
-  get no residuals and no backward work. A branch's VJP is a branch over the branches' VJPs.
+  get no residuals and no backward work. A while loop's VJP is one `while_vjp` equation
+  that reruns the loop recording its residuals on a tape, then steps back (while_grad.py).
+  A branch's VJP is a branch over the branches' VJPs.
 - forward mode and vmap: a loop over the body's JVP graph or batched graph.
 Outside any trace, the same equations run at once on the NumPy reference."""
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import pytree
+from . import pytree, while_grad
 from .errors import ShapeError, TracejitError, user_error
 from .ir import Aval, Eqn, Graph, Literal, Var, eval_graph
 from .loop_graphs import (
@@ -303,63 +305,16 @@ def _while_impl(*args, cond, body, n_cond, n_body):
 
 
 def _while_vjp_fwd(act, want, *args, cond, body, n_cond, n_body):
-    """Reverse mode through a while loop (beyond JAX): the forward loop also counts its trip
-    count n; the backward pass is a loop over j = n-1 .. 0 whose body recomputes the carry
-    of step j from the initial one (a while loop of j steps) and applies the body's VJP.
-    Nothing is stored per step, at the price of n^2/2 body evaluations: for the short
-    loops of iterative solvers (tens of steps), not for long time integrations (use scan
-    or fori_loop with static bounds there)."""
-    nk = len(body.outputs)
-    i32 = np.dtype(np.int32)
-    counted = _retrace_graph(lambda *xs: list(eval_graph(body, xs[:-1])) + [xs[-1] + np.int32(1)],
-                             [v.aval for v in body.inputs] + [Aval((), i32)])
-    ccond = Graph(cond.inputs + [Var(Aval((), i32))], cond.eqns, cond.outputs)
-    outs = while_p.bind(*args, np.int32(0), cond=ccond, body=counted, n_cond=n_cond,
-                        n_body=n_body)
-    return list(outs[:nk]), _ScanResiduals(args=args, n=outs[nk], body=body,
-                                           n_cond=n_cond, n_body=n_body, act=act)
+    """Reverse mode through a while loop (beyond JAX; while_grad.py): the loop runs as it
+    is; its VJP is one `while_vjp` equation that runs it again recording the residuals each
+    step's backward part reads, then steps back over them (O(n) for n steps)."""
+    outs = while_p.bind(*args, cond=cond, body=body, n_cond=n_cond, n_body=n_body)
+    return list(outs), _ScanResiduals(args=args, act=act, want=want, like=outs[0], cond=cond,
+                                      body=body, n_cond=n_cond, n_body=n_body)
 
 
 def _while_vjp(gs, r):
-    body, nb, nc = r.body, r.n_body, r.n_cond
-    nk = len(body.outputs)
-    bconsts = list(r.args[nc:nc + nb])
-    init = list(r.args[nc + nb:])
-    active = _activity(body, list(r.act[nc:]), nb, nk)
-    wrt = [i for i in range(len(body.inputs)) if active[i]]
-    wanted = [i for i in range(nk) if active[nb + i]]
-    joint, grads = body_vjp(body, wrt, wanted)
-    grad_of = dict(zip(wrt, grads))
-    ct_k = wanted
-    acc_c = [i for i in range(nb) if grad_of.get(i) is not None]
-    like = r.n
-
-    def carry_at(j):  # the carry after j steps, recomputed from the initial one
-        def step(c):
-            return c[0] + np.int32(1), eval_graph(body, bconsts + list(c[1]))
-        return while_loop(lambda c: c[0] < j, step, (np.int32(0), init))[1]
-
-    def bstep(c):
-        j, cts, accs = c
-        j = j - np.int32(1)
-        cj = carry_at(j)
-        outs = eval_graph(joint, bconsts + list(cj) + list(cts))[len(body.outputs):]
-        it = iter(outs)
-        got = {i: next(it) for i, g in zip(wrt, grads) if g is not None}
-        new_cts = [got.get(nb + i, _zeros_like_aval(like, body.inputs[nb + i].aval))
-                   for i in ct_k]
-        new_accs = [a + got[i] for a, i in zip(accs, acc_c)]
-        return j, new_cts, new_accs
-    init_cts = [gs[i] if gs[i] is not None else _zeros_like_aval(like, body.outputs[i].aval)
-                for i in ct_k]
-    init_accs = [_zeros_like_aval(like, body.inputs[i].aval) for i in acc_c]
-    _, cts, accs = while_loop(lambda c: c[0] > 0, bstep, (r.n, init_cts, init_accs))
-    out: list = [None] * len(r.args)
-    for i, ct in zip(ct_k, cts):
-        out[nc + nb + i] = ct
-    for i, a in zip(acc_c, accs):
-        out[nc + i] = a
-    return out
+    return while_grad.backward(gs, r)
 
 
 def _while_jvp(tangents, *args, cond, body, n_cond, n_body):
@@ -545,8 +500,10 @@ def fori_loop(lower, upper, body_fun: Callable, init_val):
 
 
 def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
-    """`while cond_fun(val): val = body_fun(val)` (like jax.lax.while_loop). Forward mode
-    and vmap work through it; reverse mode is not supported yet (as in JAX)."""
+    """`while cond_fun(val): val = body_fun(val)` (like jax.lax.while_loop). Forward mode,
+    vmap and, beyond JAX, reverse mode work through it: under `grad` the loop's VJP runs it
+    again, recording the residuals each step's backward part reads (only those), then steps
+    back over them (tracejit/while_grad.py)."""
     c_leaves, c_tree, c_avals, weak = _carry_leaves(init_val)
     bfn = _Fn(body_fun, lambda *ts: body_fun(pytree.unflatten(c_tree, list(ts))))
     body, _, bconsts, c_avals = _traced_loop_body("while_loop", bfn, c_tree, c_avals, weak)

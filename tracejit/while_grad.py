@@ -1,0 +1,244 @@
+"""Reverse mode through `while_loop` (beyond JAX), in O(n) work for a loop of n steps.
+
+The trip count n, and with it the number of per-step residuals, is known only at run time,
+while every IR value has a static shape. So the residuals never become IR values: they live
+inside ONE `while_vjp` equation, the loop's VJP, which
+  1. runs the loop again from its inputs, with the forward part of the body's VJP (the
+     same cut as scan's: `body_vjp` and `split_joint` in loop_graphs.py): the body's new
+     carry plus the residuals its backward part reads, only those. Each step pushes its
+     residuals onto a tape that grows by doubling;
+  2. runs the backward part for j = n-1 .. 0, reading step j's residuals from the tape;
+     its carries are the cotangents of the wanted carries and the sums of the cotangents
+     of the body's consts (loop invariants the backward part reads are computed once).
+The forward loop under autodiff stays the plain loop (loops.py: `_while_vjp_fwd`, which
+stores nothing). Work: 2n forward body evaluations and n backward ones; memory: n times the
+residuals a step's backward part reads, held only while the `while_vjp` equation runs. A
+carry no gradient reaches, or a value under `stop_gradient`, gets no residual and no work.
+
+Forward mode, vmap and reverse mode OF a `while_vjp` equation (jvp or vmap of a gradient,
+grad of grad) go through its expansion in plain `while` loops, which recompute the carry of
+step j from the initial one (n^2/2 body evaluations: correct, not fast)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Aval, Eqn, Graph, Literal, Var, eval_graph
+from .loop_graphs import (
+    LOOP_KIND,
+    _activity,
+    _batch_size,
+    _batched_graph,
+    _leaf_aval,
+    _retrace_graph,
+    _wanted_carries,
+    _zeros_like_aval,
+    body_vjp,
+    split_joint,
+)
+from .primitives import REGISTRY, defprim, is_float
+from .primitives.elementwise import add_p
+from .primitives.layout import broadcast_p
+from .tracing import Tracer
+
+
+def backward(gs, r):
+    """The cotangents of a while equation's inputs (r: what `_while_vjp_fwd` kept): one
+    `while_vjp` equation."""
+    body, nc, nb = r.body, r.n_cond, r.n_body
+    nk, n_in = len(body.outputs), len(body.inputs)
+    from .autodiff import _active_vars
+    active = _activity(body, list(r.act[nc:]), nb, nk)
+    act_vars = _active_vars(body, [i for i, a in enumerate(active) if a])
+    want = [w and isinstance(o, Var) and o.id in act_vars for w, o in zip(r.want, body.outputs)]
+    want = _wanted_carries(body, want, active, nb, nk)
+    wrt = [i for i in range(n_in) if active[i] and (i < nb or want[i - nb])]
+    ct_k = [i for i in range(nk) if want[i]]  # the wanted carries: a cotangent carry each
+    joint, grads = body_vjp(body, wrt, ct_k)
+    fwd, bwd, res, invariant = split_joint(joint, n_in, [g for g in grads if g is not None],
+                                           False, nb)
+    # residuals: a body const is read from the loop's operands, an invariant (of the consts
+    # alone) is computed once, here; the rest is pushed on the tape at each step
+    pos = {v.id: i for i, v in enumerate(joint.inputs[:n_in])}
+    res_c = [v for v in res if pos.get(v.id, nb) < nb]
+    res_i = [v for v in res if v.id in invariant and v.id not in pos]
+    res_s = [v for v in res if v not in res_c and v not in res_i]
+    fgraph = Graph(list(joint.inputs[:n_in]), fwd, list(joint.outputs[:nk]) + res_s)
+    seed_of = dict(zip(ct_k, joint.inputs[n_in:]))
+    grad_of = dict(zip(wrt, grads))
+    eqns = list(bwd)
+
+    def zeros(aval: Aval) -> Var:
+        out = Var(aval)
+        eqns.append(Eqn(broadcast_p, (Literal.of(0, aval.dtype),), {"shape": aval.shape},
+                        (out,)))
+        return out
+    acc_c = [i for i in range(nb) if grad_of.get(i) is not None]
+    acc_in = [Var(joint.inputs[i].aval) for i in acc_c]
+    outs = [grad_of[nb + i] if grad_of.get(nb + i) is not None else
+            zeros(body.inputs[nb + i].aval) for i in ct_k]
+    for a, i in zip(acc_in, acc_c):
+        outs.append(Var(a.aval))
+        eqns.append(Eqn(add_p, (a, grad_of[i]), {}, (outs[-1],)))
+    bgraph = Graph(res_c + res_i + [seed_of[i] for i in ct_k] + acc_in + res_s, eqns, outs)
+    args = list(r.args)
+    bk = [args[nc + pos[v.id]] for v in res_c]
+    if res_i:
+        inv = Graph(list(joint.inputs[:nb]), [e for e in fwd if all(
+            v.id in invariant for v in e.outputs)], res_i)
+        bk += eval_graph(inv, args[nc:nc + nb], literal=lambda atom: Tracer(r.like._trace, atom))
+    state = [gs[i] if gs[i] is not None else _zeros_like_aval(r.like, body.outputs[i].aval)
+             for i in ct_k]
+    state += [_zeros_like_aval(r.like, a.aval) for a in acc_in]
+    got = while_vjp_p.bind(*args, *bk, *state, cond=r.cond, fwd=fgraph, bwd=bgraph,
+                           n_cond=nc, n_body=nb, n_carry=nk, n_bwd=len(bk))
+    cts: list = [None] * len(args)
+    for k, i in enumerate(ct_k):
+        cts[nc + nb + i] = got[k]
+    for k, i in enumerate(acc_c):
+        cts[nc + i] = got[len(ct_k) + k]
+    return cts
+
+
+class _Tape:
+    """Per-step residuals, one buffer per residual, grown by doubling."""
+
+    def __init__(self, avals: list[Aval]) -> None:
+        self.avals, self.n = avals, 0
+        self.bufs = [np.empty((4,) + a.shape, a.dtype) for a in avals]
+
+    def push(self, values) -> None:
+        if self.bufs and self.n == len(self.bufs[0]):
+            self.bufs = [np.concatenate([b, np.empty_like(b)]) for b in self.bufs]
+        for b, v, a in zip(self.bufs, values, self.avals):
+            b[self.n] = np.reshape(v, a.shape)
+        self.n += 1
+
+    def __getitem__(self, j: int) -> list:
+        return [b[j] for b in self.bufs]
+
+
+def _run(cond, fwd, bwd, args, p, avals):
+    """Both loops on concrete arrays: `cond`, `fwd` and `bwd` run one step each."""
+    nc, nb, nk, nw = p["n_cond"], p["n_body"], p["n_carry"], p["n_bwd"]
+    cc, bc = list(args[:nc]), list(args[nc:nc + nb])
+    carry = list(args[nc + nb:nc + nb + nk])
+    bk, state = list(args[nc + nb + nk:nc + nb + nk + nw]), list(args[nc + nb + nk + nw:])
+    tape = _Tape(avals)
+    while bool(np.asarray(cond(*cc, *carry)[0]).reshape(())):
+        outs = fwd(*bc, *carry)
+        carry = list(outs[:nk])
+        tape.push(outs[nk:])
+    for j in range(tape.n - 1, -1, -1):
+        state = list(bwd(*bk, *state, *tape[j]))
+    return state
+
+
+def _residual_avals(fwd: Graph, nk: int) -> list[Aval]:
+    return [o.aval for o in fwd.outputs[nk:]]
+
+
+def _shape(*avals, cond, fwd, bwd, n_cond, n_body, n_carry, n_bwd):
+    return [o.aval for o in bwd.outputs]
+
+
+def _impl(*args, cond, fwd, bwd, n_cond, n_body, n_carry, n_bwd):
+    p = {"n_cond": n_cond, "n_body": n_body, "n_carry": n_carry, "n_bwd": n_bwd}
+    state = _run(lambda *xs: eval_graph(cond, xs), lambda *xs: eval_graph(fwd, xs),
+                 lambda *xs: eval_graph(bwd, xs), args, p, _residual_avals(fwd, n_carry))
+    return [np.asarray(s, o.aval.dtype) for s, o in zip(state, bwd.outputs)]
+
+
+def _step(eqn, backend):
+    """A compiled backend's `while_vjp`: the three sub-graphs compiled by that backend,
+    the two loops on the host."""
+    from .dispatch import lower
+    from .passes import simplify
+    p = eqn.params
+    runs = {}
+    for k in ("cond", "fwd", "bwd"):
+        plan, fallback = lower(simplify(p[k]), backend)
+        exe = backend.compile(plan, fallback=fallback)
+        runs[k] = getattr(exe, "run", exe)
+    avals = _residual_avals(p["fwd"], p["n_carry"])
+
+    def run_while_vjp(*args):
+        return [np.asarray(s) for s in _run(runs["cond"], runs["fwd"], runs["bwd"], args, p,
+                                            avals)]
+    return run_while_vjp
+
+
+# ----- transformations of a while_vjp equation: through its expansion in plain loops -----
+def _loop(cond_consts, cond_fn, body_consts, body_fn, init) -> list:
+    """A `while` equation (loops.py's primitive, found by name: no import cycle) of
+    `cond_fn(consts, carry)` and `body_fn(consts, carry)` over flat lists."""
+    nc, nb = len(cond_consts), len(body_consts)
+    avals = [_leaf_aval(x) for x in list(cond_consts) + list(body_consts) + list(init)]
+    cond = _retrace_graph(lambda *xs: [cond_fn(xs[:nc], list(xs[nc:]))],
+                          avals[:nc] + avals[nc + nb:])
+    body = _retrace_graph(lambda *xs: body_fn(xs[:nb], list(xs[nb:])), avals[nc:])
+    return list(REGISTRY["while"].bind(*cond_consts, *body_consts, *init, cond=cond,
+                                       body=body, n_cond=nc, n_body=nb))
+
+
+def _recompute(args, cond, fwd, bwd, n_cond, n_body, n_carry, n_bwd):
+    """The same results from `while` loops only: count the steps, then for j = n-1 .. 0
+    recompute the carry of step j from the initial one and apply the backward part."""
+    nc, nb, nk, nw = n_cond, n_body, n_carry, n_bwd
+    cc, bc = list(args[:nc]), list(args[nc:nc + nb])
+    init = list(args[nc + nb:nc + nb + nk])
+    bk, state = list(args[nc + nb + nk:nc + nb + nk + nw]), list(args[nc + nb + nk + nw:])
+    i0 = np.int32(0)
+
+    def step(consts, c):  # consts: the body's; c: the step number, then the carry
+        return [c[0] + np.int32(1)] + eval_graph(fwd, list(consts) + c[1:])[:nk]
+    n = _loop(cc, lambda k, c: eval_graph(cond, list(k) + c[1:])[0], bc, step, [i0] + init)[0]
+
+    def back(k, c):  # k: the body's consts, the initial carry, bk; c: j, then the state
+        kb, k0, kw = list(k[:nb]), list(k[nb:nb + nk]), list(k[nb + nk:])
+        j = c[0] - np.int32(1)
+        carry = _loop([j], lambda k, s: s[0] < k[0], kb, step, [i0] + k0)[1:]
+        res = eval_graph(fwd, kb + carry)[nk:]
+        return [j] + eval_graph(bwd, kw + c[1:] + res)
+    return _loop([], lambda k, c: c[0] > 0, bc + init + bk, back, [n] + state)[1:]
+
+
+def _expansion(params) -> Graph:
+    cond, fwd, bwd = params["cond"], params["fwd"], params["bwd"]
+    nw, ns = params["n_bwd"], len(params["bwd"].outputs)
+    avals = [v.aval for v in cond.inputs[:params["n_cond"]] + fwd.inputs +
+             bwd.inputs[:nw + ns]]
+    return _retrace_graph(lambda *xs: _recompute(xs, **params), avals)
+
+
+def _jvp(tangents, *args, **params):
+    from .forward import jvp_graph
+    g = _expansion(params)
+    flags = [t is not None and is_float(v.aval.dtype) for t, v in zip(tangents, g.inputs)]
+    outs = eval_graph(jvp_graph(g, flags), list(args) + [t for t, f in zip(tangents, flags)
+                                                         if f])
+    n = len(g.outputs)
+    return outs[:n], outs[n:]
+
+
+def _batch(prim, args, dims, **params):
+    g = _expansion(params)
+    size = _batch_size(args, dims)
+    bg, out_b = _batched_graph(g, [d is not None for d in dims], size, [False] * len(g.outputs))
+    return eval_graph(bg, list(args)), [0 if b else None for b in out_b]
+
+
+def _vjp(gs, outs, *args, **params):
+    g = _expansion(params)
+    wrt = [i for i, v in enumerate(g.inputs) if is_float(v.aval.dtype)]
+    wanted = [k for k, x in enumerate(gs) if x is not None]
+    joint, grads = body_vjp(g, wrt, wanted)
+    res = iter(eval_graph(joint, list(args) + [gs[k] for k in wanted])[len(g.outputs):])
+    cts: list = [None] * len(args)
+    for i, gr in zip(wrt, grads):
+        if gr is not None:
+            cts[i] = next(res)
+    return cts
+
+
+while_vjp_p = defprim("while_vjp", LOOP_KIND, shape=_shape, impl=_impl, vjp=_vjp, jvp=_jvp,
+                      batch=_batch, multiple_results=True, step=_step)
