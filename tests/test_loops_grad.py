@@ -137,3 +137,84 @@ def test_while_grad_under_other_transformations():
     d2 = tj.grad(lambda s: tj.grad(lambda s: f(x * s))(s), backend="interpreter")(1.3)
     np.testing.assert_allclose(d2, tj.grad(lambda s: tj.grad(lambda s: fu(x * s))(s))(1.3),
                                rtol=1e-9)
+
+
+# ----- tj.checkpoint / tj.remat -----
+W = RNG.normal(size=(4, 4)) * 0.4
+XS = RNG.normal(size=(6, 4))
+
+
+def rnn(ck):
+    def body(c, xt):
+        h = np.tanh(W @ c["h"] + xt) * np.cos(c["h"])
+        return {"h": h, "s": c["s"] * 0.9}, np.sum(h * c["s"])
+    if ck:
+        body = tj.checkpoint(body)
+
+    def f(x, xs):
+        c, ys = tj.scan(body, {"h": x, "s": 1.5}, xs)
+        return np.sum(c["h"] ** 2) + np.sum(ys ** 2)
+    return f
+
+
+def _stacked_bytes(plan) -> int:
+    """Bytes of scan outputs beyond the carries that a grad plan stores."""
+    return sum(v.aval.size * v.aval.dtype.itemsize for e in plan.graph.eqns
+               if e.prim.name == "scan" for v in e.outputs[e.params["n_carry"]:])
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_checkpointed_scan_body_same_grads_fewer_residuals(backend):
+    x = RNG.normal(size=4)
+    g = tj.grad(rnn(True), argnums=(0, 1), backend=backend)(x, XS)
+    for a, b in zip(g, tj.grad(rnn(False), argnums=(0, 1), backend="interpreter")(x, XS)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    if backend == "interpreter":
+        plain = _stacked_bytes(tj.make_plan(tj.grad(rnn(False)))(x, XS))
+        # per step only the body's inputs (the carries h and s), and the forward scan's ys
+        kept = _stacked_bytes(tj.make_plan(tj.grad(rnn(True)))(x, XS))
+        assert kept < plain and kept == 6 * (4 + 1 + 1) * 8, (kept, plain)
+
+
+def test_checkpoint_function_transformations_and_errors():
+    x, y = RNG.normal(size=3), RNG.normal(size=3)
+
+    def f(a, n, scale=1.0):  # a pytree in and out, a static argument, a keyword argument
+        u = np.sin(a["x"] * a["y"]) ** n
+        return {"u": u * scale, "v": np.exp(a["y"])}
+    ck = tj.checkpoint(f, static_argnums=1)
+    assert tj.remat is tj.checkpoint
+
+    def loss(f):
+        return lambda x, y: np.sum(f({"x": x, "y": y}, 2, scale=3.0)["u"]) + np.sum(
+            f({"x": x, "y": y}, 2)["v"])
+    np.testing.assert_allclose(ck({"x": x, "y": y}, 2)["u"], f({"x": x, "y": y}, 2)["u"])
+    for a, b in zip(tj.grad(loss(ck), argnums=(0, 1))(x, y),
+                    tj.grad(loss(f), argnums=(0, 1))(x, y)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    tj.check_grads(loss(ck), (x, y), backend="interpreter")
+
+    def ref(f):
+        return tj.jit(f, backend="interpreter")
+    np.testing.assert_allclose(ref(tj.hessian(loss(ck)))(x, y), tj.hessian(loss(f))(x, y),
+                               rtol=1e-10)
+    t = ref(lambda x, y: tj.jvp(loss(ck), (x, y), (y, x))[1])(x, y)
+    np.testing.assert_allclose(t, tj.jvp(loss(f), (x, y), (y, x))[1], rtol=1e-12)
+    xs = RNG.normal(size=(5, 3))
+    np.testing.assert_allclose(ref(tj.vmap(tj.grad(loss(ck)), in_axes=(0, None)))(xs, y),
+                               [tj.grad(loss(f))(r, y) for r in xs], rtol=1e-12)
+    with pytest.raises(tj.UnsupportedError, match="policy"):
+        tj.checkpoint(f, policy=lambda *a: True)
+
+
+def test_checkpoint_in_a_while_body_records_its_inputs_only():
+    x = RNG.normal(size=4)
+
+    def f(ck):
+        def body(c):
+            return c[0] + 1, np.tanh(W @ c[1]) * np.cos(c[1]) + np.sin(c[1])
+        body = tj.checkpoint(body) if ck else body
+        return lambda x: np.sum(tj.while_loop(lambda c: c[0] < 5, body, (0, x))[1])
+    np.testing.assert_allclose(tj.grad(f(True))(x), tj.grad(f(False))(x), rtol=1e-12)
+    assert [str(a) for a in _residuals(f(True), x)] == ["f64[4]"]
+    assert len(_residuals(f(False), x)) > 1

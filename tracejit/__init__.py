@@ -22,6 +22,7 @@ from .gradcheck import check_grads
 from .custom import custom_vjp
 from .branches import cond, switch
 from .loops import fori_loop, scan, while_loop
+from .remat import checkpoint, remat
 from .errors import (
                      ArgnumsError,
                      ArgumentError,
@@ -43,6 +44,7 @@ __all__ = [
                      "TracerBoolError",
                      "UnsupportedError",
                      "check_grads",
+                     "checkpoint",
                      "cond",
                      "custom_vjp",
                      "explain",
@@ -56,6 +58,7 @@ __all__ = [
                      "jvp",
                      "make_ir",
                      "make_plan",
+                     "remat",
                      "scan",
                      "stop_gradient",
                      "switch",
