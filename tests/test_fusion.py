@@ -78,3 +78,15 @@ def test_dependence_on_a_total_forces_a_new_kernel():
     # sum of 2(x - mean): three passes over memory, each a true dependence
     plan = joint_plan(lambda v: np.sum((v - np.mean(v)) ** 2), (np.ones(32),))
     assert len(plan.kernels) == 3
+
+
+@pytest.mark.parametrize("backend", ["interpreter", "numba"])
+def test_size_one_work_is_not_placed_in_an_empty_loop(backend):
+    """sum(h*h) of a size-1 h and a sum over an empty z: the size-1 work must not widen into
+    the empty loop's kernel, where it would never run (found by tests/test_loops_random.py:
+    the final carry of a zero-step scan, summed with its empty ys, read uninitialized)."""
+    def f(h, z):
+        return np.sum(h * h) + np.sum(z * 0.7)
+    h = np.array([0.3])
+    np.testing.assert_allclose(tj.jit(f, backend=backend)(h, np.zeros(0)), 0.09)
+    np.testing.assert_allclose(tj.grad(f, backend=backend)(h, np.zeros(0)), [0.6])

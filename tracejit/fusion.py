@@ -153,6 +153,9 @@ class _Builder:
         else:
             k.amaps[out.id] = self._elementwise_map(e)
             k.kinds[out.id] = "elem"
+        empty = {a for a, d in enumerate(k.space) if d == 0}
+        if empty and k.kinds[out.id] == "elem" and not footprint(k.amaps[out.id]) >= empty:
+            raise _Reject  # a loop over an empty axis would never compute it
         k.eqns.append(e)
 
     def _elementwise_map(self, e: Eqn) -> AxisMap:
