@@ -84,6 +84,10 @@ def test_while_grad_is_linear_in_the_trip_count(monkeypatch):
         for c in reversed(cs):
             want = want * np.cos(c) * 1.1
         np.testing.assert_allclose(got, want, rtol=1e-12)
+    calls.clear()  # vmap of it (per-example gradients): batched steps, still 2n
+    tj.jit(tj.vmap(tj.grad(f), in_axes=(0, None)), static_argnums=1, backend="interpreter")(
+        np.stack([x, -x]), 10)
+    assert len(calls) <= 2 * 10  # (the primal loop is dead code here: 10)
     ir = tj.make_ir(tj.grad(f))(x, 5)
     (e,) = [e for e in ir.eqns if e.prim.name == "while_vjp"]
     assert all(s.prim.name != "while" for k in ("fwd", "bwd") for s in e.params[k].eqns)
@@ -134,6 +138,13 @@ def test_while_grad_under_other_transformations():
     xs = RNG.normal(size=(4, 3))
     np.testing.assert_allclose(ref(tj.vmap(tj.grad(f)))(xs), [tj.grad(fu)(r) for r in xs],
                                rtol=1e-10)
+    def stops(x):  # examples stop at different steps: vmap steps all while any runs
+        return np.sum(tj.while_loop(lambda c: np.sum(c[1] ** 2) > 0.05, lambda c: (
+            c[0] + 1, np.sin(M @ c[1]) * 0.7), (0, x))[1])
+    for be in ALL:
+        np.testing.assert_allclose(tj.jit(tj.vmap(tj.grad(stops)), backend=be)(xs),
+                                   [tj.grad(stops)(r) for r in xs], rtol=1e-12)
+    tj.check_grads(stops, (xs[0],), backend="interpreter")
     d2 = tj.grad(lambda s: tj.grad(lambda s: f(x * s))(s), backend="interpreter")(1.3)
     np.testing.assert_allclose(d2, tj.grad(lambda s: tj.grad(lambda s: fu(x * s))(s))(1.3),
                                rtol=1e-9)

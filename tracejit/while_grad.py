@@ -15,9 +15,12 @@ stores nothing). Work: 2n forward body evaluations and n backward ones; memory: 
 residuals a step's backward part reads, held only while the `while_vjp` equation runs. A
 carry no gradient reaches, or a value under `stop_gradient`, gets no residual and no work.
 
-Forward mode, vmap and reverse mode OF a `while_vjp` equation (jvp or vmap of a gradient,
-grad of grad) go through its expansion in plain `while` loops, which recompute the carry of
-step j from the initial one (n^2/2 body evaluations: correct, not fast)."""
+vmap of it (per-example gradients) batches the three sub-graphs: when examples stop at
+different steps, all step while any runs, each step records which examples ran, and the
+backward part leaves the others' cotangents as they are. Forward mode and reverse mode OF a
+`while_vjp` equation (jvp of a gradient, grad of grad) go through its expansion in plain
+`while` loops, which recompute the carry of step j from the initial one (n^2/2 body
+evaluations: correct, not fast)."""
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +39,9 @@ from .loop_graphs import (
     split_joint,
 )
 from .primitives import REGISTRY, defprim, is_float
-from .primitives.elementwise import add_p
-from .primitives.layout import broadcast_p
+from .primitives.elementwise import add_p, select_p
+from .primitives.layout import broadcast_p, reshape_p
+from .primitives.reductions import reduce_max_p
 from .tracing import Tracer
 
 
@@ -220,11 +224,69 @@ def _jvp(tangents, *args, **params):
     return outs[:n], outs[n:]
 
 
-def _batch(prim, args, dims, **params):
-    g = _expansion(params)
+def _batch(prim, args, dims, cond, fwd, bwd, n_cond, n_body, n_carry, n_bwd):
+    """vmap of a while loop's gradient: the same two loops over batched sub-graphs. A
+    batched predicate (examples stop at different steps) steps all while any runs; each
+    step records which examples ran, and the backward part leaves the others' cotangents
+    as they are."""
+    nc, nb, nk, nw = n_cond, n_body, n_carry, n_bwd
     size = _batch_size(args, dims)
-    bg, out_b = _batched_graph(g, [d is not None for d in dims], size, [False] * len(g.outputs))
-    return eval_graph(bg, list(args)), [0 if b else None for b in out_b]
+    b = [d is not None for d in dims]
+    bc, bb, bk = b[:nc], b[nc:nc + nb], b[nc + nb:nc + nb + nk]
+    bw, bs = b[nc + nb + nk:nc + nb + nk + nw], b[nc + nb + nk + nw:]
+    nout = len(fwd.outputs)
+    while True:  # carries batched by the body, closed under iteration
+        new = [x or y for x, y in zip(bk, _batched_graph(fwd, bb + bk, size, [False] * nout)[1])]
+        if new == bk:
+            break
+        bk = new
+    masked = _batched_graph(cond, bc + bk, size, [False])[1][0]
+    if masked:
+        bk = [True] * nk
+    fg, fb = _batched_graph(fwd, bb + bk, size, bk + [False] * (nout - nk))
+    rb = fb[nk:]
+    while True:  # the backward part's state, likewise
+        new = [x or y for x, y in zip(bs, _batched_graph(bwd, bw + bs + rb, size,
+                                                          [False] * len(bs))[1])]
+        if new == bs:
+            break
+        bs = new
+    if masked:
+        bs = [True] * len(bs)
+    bg, _ = _batched_graph(bwd, bw + bs + rb, size, bs)
+    cg, _ = _batched_graph(cond, bc + bk, size, [False])
+    args = list(args)
+    first = nc + nb
+    for k, forced in [(first + i, x) for i, x in enumerate(bk)] + [
+            (first + nk + nw + i, x) for i, x in enumerate(bs)]:
+        if forced and dims[k] is None:
+            args[k] = broadcast_p.bind(args[k], shape=(size,) + tuple(args[k].shape))
+    if not masked:
+        outs = while_vjp_p.bind(*args, cond=cg, fwd=fg, bwd=bg, n_cond=nc, n_body=nb,
+                                n_carry=nk, n_bwd=nw)
+        return list(outs), [0 if x else None for x in bs]
+
+    def keep(pred, new, old):  # new where the example ran this step, else old
+        return [select_p.bind(reshape_p.bind(pred, shape=(size,) + (1,) * (o.ndim - 1)), o, p)
+                for o, p in zip(new, old)]
+
+    def fstep(*xs):  # cond consts, body consts, carry -> carry, residuals, who ran
+        carry = list(xs[nc + nb:])
+        pred = eval_graph(cg, list(xs[:nc]) + carry)[0]
+        outs = eval_graph(fg, list(xs[nc:]))
+        return keep(pred, outs[:nk], carry) + list(outs[nk:]) + [pred]
+
+    def bstep(*xs):  # bwd consts, state, residuals, who ran -> state
+        state = list(xs[nw:nw + len(bs)])
+        return keep(xs[-1], eval_graph(bg, list(xs[:-1])), state)
+    cavals = [v.aval for v in cg.inputs]
+    any_cond = _retrace_graph(lambda *xs: [reshape_p.bind(reduce_max_p.bind(
+        eval_graph(cg, xs)[0], axes=(0,)), shape=())], cavals)
+    fg2 = _retrace_graph(fstep, cavals[:nc] + [v.aval for v in fg.inputs])
+    bg2 = _retrace_graph(bstep, [v.aval for v in bg.inputs] + [Aval((size,), np.dtype(bool))])
+    outs = while_vjp_p.bind(*args[:nc], *args[:nc], *args[nc:], cond=any_cond, fwd=fg2,
+                            bwd=bg2, n_cond=nc, n_body=nc + nb, n_carry=nk, n_bwd=nw)
+    return list(outs), [0] * len(bs)
 
 
 def _vjp(gs, outs, *args, **params):
