@@ -7,7 +7,8 @@ body is a random sequence of smooth unary and binary ops, matrix-vector products
 (sum, mean, max) and `stop_gradient` over the carry, the step input and the loop's consts.
 The loop is one of: scan (forward or reverse, over xs, with stacked ys), fori_loop with
 static or traced bounds, while_loop (a counter against a static or traced bound), a cond
-inside a scan, a fori_loop nested in a scan. Trip counts include 0 and 1. The loss may not
+inside a scan, a fori_loop or a while_loop nested in a scan, a fori_loop (a scan) nested in a
+while_loop. Trip counts include 0 and 1. The loss may not
 read the carry "m" (a carry no gradient reaches). JAX runs the same body through lax.scan,
 lax.fori_loop and lax.cond (a while loop as its fori_loop: JAX cannot reverse-differentiate
 while_loop). Finite differences run the same program eagerly (NumPy), for programs without
@@ -32,7 +33,7 @@ CUDA = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 EXAMPLES = {"interpreter": 600 if LONG else 20, "numba": 60 if LONG else 3,
             "cuda": 30 if LONG else 2}
 KINDS = ["scan", "scan_rev", "fori", "fori_traced", "while", "while_traced", "cond_scan",
-         "nested"]
+         "nested", "nested_while", "while_of_scan"]
 UNARY = ["tanh", "sin", "cos", "affine", "log_sq1", "square_damped", "stop_gradient"]
 BINARY = ["add", "sub", "mul", "div_safe"]
 REDUCE = ["sum", "mean", "max"]
@@ -126,19 +127,24 @@ def make_loss(spec, lib):
         # carry takes the body's dtype, and the body mixes it in as float64; JAX gives f32)
         init = {"h": h0, "m": L.cos(h0), "s": L.asarray(0.5, h0.dtype)}
         ys = None
-        if kind in ("scan", "scan_rev", "cond_scan", "nested"):
+        if kind in ("scan", "scan_rev", "cond_scan", "nested", "nested_while"):
             def step(c, x):
                 if kind == "cond_scan":
                     return cond_fn(c["s"] > 0.1, lambda a: body(a[0], a[1], W),
                                    lambda a: body(a[0], L.sin(a[1]), W.T), (c, x))
-                if kind == "nested":
+                if kind == "nested" or (kind == "nested_while" and lib == "jax"):
                     c = loops.fori_loop(0, 2, lambda i, c: body(c, x * 0.5, W)[0], c)
+                elif kind == "nested_while":
+                    c = loops.while_loop(lambda ic: ic[0] < 2, lambda ic: (
+                        ic[0] + 1, body(ic[1], x * 0.5, W)[0]), (0, c))[1]
                 return body(c, x, W)
             c, ys = loops.scan(step, init, xs, reverse=kind == "scan_rev")
         else:
             b = xs[0] if xs.shape[0] else L.zeros(h0.shape)
 
             def fstep(i, c):
+                if kind == "while_of_scan":
+                    c = loops.fori_loop(0, 2, lambda j, c: body(c, b * 0.3, W)[0], c)
                 return body(c, b * (i * 0.1 + 0.5).astype(b.dtype), W)[0]
             if lib == "jax" or kind in ("fori", "fori_traced"):
                 c = loops.fori_loop(0, n, fstep, init)
