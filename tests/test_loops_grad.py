@@ -88,6 +88,12 @@ def test_while_grad_is_linear_in_the_trip_count(monkeypatch):
     tj.jit(tj.vmap(tj.grad(f), in_axes=(0, None)), static_argnums=1, backend="interpreter")(
         np.stack([x, -x]), 10)
     assert len(calls) <= 2 * 10  # (the primal loop is dead code here: 10)
+    hvp = tj.jit(lambda x, v, n: tj.jvp(lambda x: tj.grad(f)(x, n), (x,), (v,))[1],
+                 static_argnums=2, backend="interpreter")
+    for n in (10, 40):  # forward mode over both loops (Hessian-vector products): O(n) too
+        calls.clear()
+        hvp(x, x, n)
+        assert len(calls) <= 4 * n
     ir = tj.make_ir(tj.grad(f))(x, 5)
     (e,) = [e for e in ir.eqns if e.prim.name == "while_vjp"]
     assert all(s.prim.name != "while" for k in ("fwd", "bwd") for s in e.params[k].eqns)

@@ -15,11 +15,12 @@ stores nothing). Work: 2n forward body evaluations and n backward ones; memory: 
 residuals a step's backward part reads, held only while the `while_vjp` equation runs. A
 carry no gradient reaches, or a value under `stop_gradient`, gets no residual and no work.
 
-vmap of it (per-example gradients) batches the three sub-graphs: when examples stop at
-different steps, all step while any runs, each step records which examples ran, and the
-backward part leaves the others' cotangents as they are. Forward mode and reverse mode OF a
-`while_vjp` equation (jvp of a gradient, grad of grad) go through its expansion in plain
-`while` loops, which recompute the carry of step j from the initial one (n^2/2 body
+Forward mode of it (jvp of a gradient: Hessian-vector products) is the same two loops over
+the sub-graphs' JVPs: the tape also holds the residuals' tangents. vmap of it (per-example
+gradients) batches the three sub-graphs: when examples stop at different steps, all step
+while any runs, each step records which examples ran, and the backward part leaves the
+others' cotangents as they are. Reverse mode OF it (grad of grad) goes through its expansion
+in plain `while` loops, which recompute the carry of step j from the initial one (n^2/2 body
 evaluations: correct, not fast)."""
 from __future__ import annotations
 
@@ -214,14 +215,56 @@ def _expansion(params) -> Graph:
     return _retrace_graph(lambda *xs: _recompute(xs, **params), avals)
 
 
-def _jvp(tangents, *args, **params):
+def _paired_jvp(graph: Graph, groups: list[tuple[int, list[bool]]]) -> tuple[Graph, list]:
+    """The JVP of a sub-graph whose inputs come in consecutive groups (size, which get a
+    tangent), each group followed by its tangents: (graph, per output: has a tangent)."""
     from .forward import jvp_graph
-    g = _expansion(params)
-    flags = [t is not None and is_float(v.aval.dtype) for t, v in zip(tangents, g.inputs)]
-    outs = eval_graph(jvp_graph(g, flags), list(args) + [t for t, f in zip(tangents, flags)
-                                                         if f])
-    n = len(g.outputs)
-    return outs[:n], outs[n:]
+    flags = [f for _, fl in groups for f in fl]
+    j = jvp_graph(graph, flags)
+    n_in = len(graph.inputs)
+    tan = dict(zip([i for i, f in enumerate(flags) if f], j.inputs[n_in:]))
+    ins, start = [], 0
+    for size, _ in groups:
+        ins += j.inputs[start:start + size] + [tan[i] for i in range(start, start + size)
+                                                 if i in tan]
+        start += size
+    return Graph(ins, j.eqns, j.outputs), [is_float(o.aval.dtype) for o in graph.outputs]
+
+
+def _jvp(tangents, *args, cond, fwd, bwd, n_cond, n_body, n_carry, n_bwd):
+    """Forward mode through both loops: the recording loop carries tangents and records the
+    residuals' tangents too; the backward loop carries the state's tangents."""
+    nc, nb, nk, nw = n_cond, n_body, n_carry, n_bwd
+    ns = len(bwd.outputs)
+    nr = len(fwd.outputs) - nk
+
+    def has(i, v):
+        return tangents[i] is not None and is_float(v.aval.dtype)
+    fb = [has(nc + i, v) for i, v in enumerate(fwd.inputs[:nb])]
+    fk = [is_float(v.aval.dtype) for v in fwd.inputs[nb:]]
+    jf, _ = _paired_jvp(fwd, [(nb, fb), (nk, fk)])
+    n_out = len(fwd.outputs)
+    fr = [is_float(o.aval.dtype) for o in fwd.outputs[nk:]]
+    touts = jf.outputs[n_out:]
+    fgraph = Graph(jf.inputs, jf.eqns, jf.outputs[:nk] + [t for t, f in zip(touts, fk) if f] +
+                   jf.outputs[nk:n_out] + [t for t, f in zip(touts[nk:], fr) if f])
+    first = nc + nb + nk
+    fw = [has(first + i, v) for i, v in enumerate(bwd.inputs[:nw])]
+    jb, _ = _paired_jvp(bwd, [(nw, fw), (ns, [True] * ns), (nr, fr)])
+    bgraph = Graph(jb.inputs, jb.eqns, jb.outputs)
+    tk = [Var(v.aval) for v, f in zip(fwd.inputs[nb:], fk) if f]
+    cgraph = Graph(list(cond.inputs) + tk, cond.eqns, cond.outputs)
+
+    def tan(i):
+        t = tangents[i]
+        return t if t is not None else _zeros_like_aval(args[i], _leaf_aval(args[i]))
+    ops = list(args[:nc + nb]) + [tangents[nc + i] for i, f in enumerate(fb) if f]
+    ops += list(args[nc + nb:first]) + [tan(nc + nb + i) for i, f in enumerate(fk) if f]
+    ops += list(args[first:first + nw]) + [tangents[first + i] for i, f in enumerate(fw) if f]
+    ops += list(args[first + nw:]) + [tan(first + nw + i) for i in range(ns)]
+    outs = while_vjp_p.bind(*ops, cond=cgraph, fwd=fgraph, bwd=bgraph, n_cond=nc,
+                            n_body=nb + sum(fb), n_carry=nk + sum(fk), n_bwd=nw + sum(fw))
+    return list(outs[:ns]), list(outs[ns:])
 
 
 def _batch(prim, args, dims, cond, fwd, bwd, n_cond, n_body, n_carry, n_bwd):
