@@ -113,6 +113,8 @@ def test_while_residuals_only_for_what_the_backward_pass_reads():
             c[0] + 1, c[1] * 2.0 + tj.stop_gradient(c[2]), np.sin(c[2])), (0, a, b))
         return np.sum(a)
     assert _residuals(linear, a0, b0) == []
+    (e,) = [e for e in tj.make_ir(tj.grad(linear))(a0, b0).eqns if e.prim.name == "while_vjp"]
+    assert e.params["n_carry"] == 1  # its recording loop only counts the steps
     np.testing.assert_allclose(tj.grad(linear)(a0, b0), np.full(8, 2.0 ** 20))
 
     def reads_sin(a, b):  # one residual per step: sin(b_t) (b itself gets no gradient)

@@ -86,6 +86,7 @@ def backward(gs, r):
         eqns.append(Eqn(add_p, (a, grad_of[i]), {}, (outs[-1],)))
     bgraph = Graph(res_c + res_i + [seed_of[i] for i in ct_k] + acc_in + res_s, eqns, outs)
     args = list(r.args)
+    fgraph, cond, keep = _needed_carries(fgraph, r.cond, nc, nb, nk)
     bk = [args[nc + pos[v.id]] for v in res_c]
     if res_i:
         inv = Graph(list(joint.inputs[:nb]), [e for e in fwd if all(
@@ -94,14 +95,44 @@ def backward(gs, r):
     state = [gs[i] if gs[i] is not None else _zeros_like_aval(r.like, body.outputs[i].aval)
              for i in ct_k]
     state += [_zeros_like_aval(r.like, a.aval) for a in acc_in]
-    got = while_vjp_p.bind(*args, *bk, *state, cond=r.cond, fwd=fgraph, bwd=bgraph,
-                           n_cond=nc, n_body=nb, n_carry=nk, n_bwd=len(bk))
+    ops = args[:nc + nb] + [args[nc + nb + k] for k in keep]
+    got = while_vjp_p.bind(*ops, *bk, *state, cond=cond, fwd=fgraph, bwd=bgraph, n_cond=nc,
+                           n_body=nb, n_carry=len(keep), n_bwd=len(bk))
     cts: list = [None] * len(args)
     for k, i in enumerate(ct_k):
         cts[nc + nb + i] = got[k]
     for k, i in enumerate(acc_c):
         cts[nc + i] = got[len(ct_k) + k]
     return cts
+
+
+def _reads(graph: Graph, outs) -> set[int]:
+    """Ids of the vars `outs` depend on in `graph`."""
+    need = {o.id for o in outs if isinstance(o, Var)}
+    for e in reversed(graph.eqns):
+        if any(v.id in need for v in e.outputs):
+            need.update(a.id for a in e.inputs if isinstance(a, Var))
+    return need
+
+
+def _needed_carries(fgraph: Graph, cond: Graph, nc: int, nb: int, nk: int):
+    """The recording loop carries only what its predicate, the residuals and those carries
+    read (a carry kept for the primal result alone is not recomputed): (fwd, cond, kept)."""
+    keep = {k for k in range(nk) if cond.inputs[nc + k].id in _reads(cond, cond.outputs)}
+    carry_in = fgraph.inputs[nb:]
+    while True:
+        need = _reads(fgraph, [fgraph.outputs[k] for k in keep] + fgraph.outputs[nk:])
+        new = keep | {k for k, v in enumerate(carry_in) if v.id in need}
+        if new == keep:
+            break
+        keep = new
+    from .passes import dce
+    kept = sorted(keep)
+    fgraph = dce(Graph(fgraph.inputs[:nb] + [carry_in[k] for k in kept], fgraph.eqns,
+                       [fgraph.outputs[k] for k in kept] + fgraph.outputs[nk:]))
+    cond = Graph(cond.inputs[:nc] + [cond.inputs[nc + k] for k in kept], cond.eqns,
+                 cond.outputs)
+    return fgraph, cond, kept
 
 
 class _Tape:
