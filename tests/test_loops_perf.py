@@ -148,3 +148,32 @@ def test_numba_loop_allocates_nothing_per_step_and_is_cached():
     tj.grad(euler, argnums=(0, 1), backend="numba")(*x)
     for a, b in zip(x, keep):
         np.testing.assert_array_equal(a, b)
+
+
+def test_numba_loop_carries_that_alias():
+    """Carries the body swaps, duplicates or leaves unchanged, ys that are a carry or a
+    constant: each carry keeps its own buffer (the loop copies where it cannot swap)."""
+    from tracejit.backends import get_backend
+    from tracejit.backends.numba_loops import compiled_scan
+    from tracejit.dispatch import lower
+    from tracejit.passes import simplify
+
+    def f(a, b, xs):
+        def body(c, x):
+            a, b, k, _ = c
+            h = np.tanh(a * x)
+            return (b, h, k, h * 2.0), (a, np.float64(3.0), np.sum(h))
+        return tj.scan(body, (a, b, np.float64(1.5), b), xs)
+    a, b, xs = RNG.normal(size=3), RNG.normal(size=3), RNG.normal(size=(4, 3))
+    graph = tj.make_ir(f)(a, b, xs)
+    (eqn,) = [e for e in graph.eqns if e.prim.name == "scan"]
+    be = get_backend("numba")
+    plan, _ = lower(simplify(eqn.params["body"]), be)
+    run = compiled_scan(eqn, plan, be)
+    assert run is not None
+    args = [a, b, 1.5, b, xs]
+    args = [np.asarray(x, v.aval.dtype) for x, v in zip(args, eqn.inputs)]
+    want = eqn.prim.impl(*args, **eqn.params)
+    got = run(*args)
+    for x, y in zip(got, want):
+        np.testing.assert_allclose(np.reshape(x, np.shape(y)), y, rtol=1e-12)

@@ -43,8 +43,17 @@ def _step_code(e, ref, out: str) -> str | None:
         return f"np.dot({x[0]}, {x[1]}, {out})"
     if e.prim.name == "transpose" and e.inputs[0].aval.ndim == 2 and \
             e.params["perm"] == (1, 0):
-        return f"{out}[:, :] = {x[0]}.T"
+        m, n = e.inputs[0].aval.shape  # loops: Numba compiles `out[:, :] = x.T` in seconds
+        return "\n".join([f"for p in range({m}):", f"    for q in range({n}):",
+                          f"        {out}[q, p] = {x[0]}[p, q]"])
     return None
+
+
+def _copy(dst: str, src: str, size: int, tag: str) -> str:
+    """Copy the C-contiguous array `src` into `dst` (same size): a loop, which Numba compiles
+    in a tenth of a second where `dst[...] = src` takes seconds. `tag` names its views."""
+    return "\n".join([f"d{tag} = {dst}.reshape(({size},))", f"s{tag} = {src}.reshape(({size},))",
+                      f"for q in range({size}):", f"    d{tag}[q] = s{tag}[q]"])
 
 
 def _writes_buffer(item) -> bool:
@@ -114,7 +123,8 @@ def loop_source(plan: fusion.Plan, n_consts: int, n_carry: int, kernels: list) -
         body.append(f"K{j}({', '.join(args)})")
     for o, y in zip(g.outputs[nk:], ys):
         if isinstance(o, Literal) or o.id not in in_place:
-            body.append(f"{y}[t] = {ref(o)}" + ("[0]" if o.aval.ndim == 0 else ""))
+            body.append(_copy(f"{y}[t:t + 1]" if o.aval.ndim == 0 else f"{y}[t]", ref(o),
+                              o.aval.size, y))
     buffers = {line.split(" = ", 1)[0] for line in scratch}
     new, back = [], []
     for j, (o, k) in enumerate(zip(g.outputs[:nk], ks)):
@@ -125,7 +135,8 @@ def loop_source(plan: fusion.Plan, n_consts: int, n_carry: int, kernels: list) -
             new.append(f"n{j} = {r}")  # double-buffered: the old carry is the next scratch
             back.append(f"{r} = {k}")
         else:
-            new.append(f"n{j} = np.copy({r})")
+            new.append(f"n{j} = np.empty({o.aval.shape or (1,)!r}, np.{o.aval.dtype.name})\n"
+                       + _copy(f"n{j}", r, o.aval.size, f"n{j}"))
     body += new + back + [f"{k} = n{j}" for j, k in enumerate(ks)]
     rets = "".join(f"{k}, " for k in ks)
     lines = head + ["", "", "@njit(error_model='numpy', cache=True, nogil=True)",
@@ -133,7 +144,7 @@ def loop_source(plan: fusion.Plan, n_consts: int, n_carry: int, kernels: list) -
     lines += [f"    {s}" for s in scratch]
     lines += ["    for i in range(length):",
               "        t = length - 1 - i if reverse else i"]
-    lines += [f"        {s}" for s in body]
+    lines += [f"        {line}" for s in body for line in s.split("\n")]
     lines += [f"    return ({rets})", ""]
     return "\n".join(lines)
 
