@@ -177,3 +177,18 @@ def test_numba_loop_carries_that_alias():
     got = run(*args)
     for x, y in zip(got, want):
         np.testing.assert_allclose(np.reshape(x, np.shape(y)), y, rtol=1e-12)
+
+
+def test_benchmark_w11_loss_matches_numpy_by_hand():
+    """The runner's W11/W12 loss (benchmarks/workloads_loops.py, F.scan) on small data: value
+    and gradients of tracejit equal NumPy by hand."""
+    from benchmarks.workloads import WORKLOADS, tracejit_loss
+    from benchmarks.workloads_loops import data
+    wl = WORKLOADS["W11"]
+    f, argnums = tracejit_loss(wl)
+    d = data(8, 5)
+    v, g = tj.jit_grad(f, argnums=argnums)(*wl.ordered(d))
+    rv, rg = wl.numpy(*wl.ordered(d))
+    np.testing.assert_allclose(v, rv, rtol=1e-5)
+    for a, b in zip(g, rg):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
