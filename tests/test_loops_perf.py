@@ -192,3 +192,20 @@ def test_benchmark_w11_loss_matches_numpy_by_hand():
     np.testing.assert_allclose(v, rv, rtol=1e-5)
     for a, b in zip(g, rg):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_per_step_vector_is_stored_once_per_step():
+    """The backward body's d_t (a y of the loop, stacked for the weight gradient) is computed
+    by a kernel over its own n elements, not recomputed and stored again in each row of the
+    matrix-vector kernel that reads it (fusion._try_grow keeps stored values unwidened)."""
+    from tracejit.backends import get_backend
+    from tracejit.dispatch import lower
+    from tracejit.passes import simplify
+    n = 6
+    graph = tj.make_ir(tj.grad(euler, argnums=(0, 1)))(*_args(n))
+    back = [e for e in graph.eqns if e.prim.name == "scan"][-1]
+    body = back.params["body"]
+    plan, _ = lower(simplify(body), get_backend("numba"))
+    ys = {o.id for o in plan.graph.outputs[back.params["n_carry"]:]}
+    (k,) = [it for it in plan.kernels if any(v.id in ys for v in it.outputs)]
+    assert int(np.prod(k.space)) == n, plan.describe()
