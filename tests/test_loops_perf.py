@@ -58,8 +58,11 @@ def _args(n=5, dtype=np.float64):
             RNG.normal(size=n).astype(dtype))
 
 
-@pytest.mark.parametrize("backend", ALL)
-@pytest.mark.parametrize("reverse,checkpoint", [(False, False), (True, False), (False, True)])
+CASES = [(b, r, c) for b in BACKENDS for r, c in ((False, False), (True, False), (False, True))]
+
+
+@pytest.mark.parametrize("backend,reverse,checkpoint",  # the CUDA simulator: one case (slow)
+                         CASES + ([(CUDA, False, False)] if CUDA else []))
 def test_weight_gradient_matches_unrolled(backend, reverse, checkpoint):
     args = _args()
     kw = {"reverse": reverse, "checkpoint": checkpoint}
