@@ -267,7 +267,7 @@ WORKLOADS: dict[str, Workload] = {
         funcs=("tanh", "sin", "cos"), transform="hvp", loss_args=("x",)),
 }
 # W7, W8 (gathers and scatters) are added to WORKLOADS, NUMBA_BUILDERS and PEERS by
-# workloads_index.py, imported at the end of this module
+# workloads_index.py, W11, W12 (loops) by workloads_loops.py, imported at the end of this module
 
 
 
@@ -659,7 +659,8 @@ def _jax_ops(jnp, jax):
         sum=lambda x, axis=None: jnp.sum(x, axis=axis), mean=jnp.mean,
         amax=lambda x, axis, keepdims: jnp.max(x, axis=axis, keepdims=keepdims),
         stop_gradient=jax.lax.stop_gradient,
-        pick=lambda L, labels: L[jnp.arange(L.shape[0]), labels], rows=lambda E, idx: E[idx])
+        pick=lambda L, labels: L[jnp.arange(L.shape[0]), labels], rows=lambda E, idx: E[idx],
+        scan=jax.lax.scan)
 
 
 def build_jax(wl: Workload, data: dict) -> Built:
@@ -690,7 +691,16 @@ def _torch_ops(torch):
         mean=torch.mean,
         amax=lambda x, axis, keepdims: torch.amax(x, dim=axis, keepdim=keepdims),
         stop_gradient=lambda x: x.detach(),
-        pick=lambda L, labels: L[torch.arange(L.shape[0]), labels], rows=lambda E, idx: E[idx])
+        pick=lambda L, labels: L[torch.arange(L.shape[0]), labels], rows=lambda E, idx: E[idx],
+        scan=_python_scan)
+
+
+def _python_scan(f, init, xs):
+    """scan as a Python loop (PyTorch eager): the final carry; no stacked ys (W11/W12)."""
+    c = init
+    for x in xs:
+        c, _ = f(c, x)
+    return c, None
 
 
 def _build_torch(wl: Workload, data: dict, compiled: bool) -> Built:
@@ -796,7 +806,8 @@ def _tracejit_ops(tj):
         sum=lambda x, axis=None: np.sum(x, axis=axis), mean=np.mean,
         amax=lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
         stop_gradient=tj.stop_gradient,
-        pick=lambda L, labels: L[np.arange(L.shape[0]), labels], rows=lambda E, idx: E[idx])
+        pick=lambda L, labels: L[np.arange(L.shape[0]), labels], rows=lambda E, idx: E[idx],
+        scan=tj.scan)
 
 
 def tracejit_loss(wl: Workload):
@@ -946,5 +957,7 @@ def configure_threads(peer_names, n: int) -> dict[str, str]:
 
 
 from .workloads_index import register as _register_index  # noqa: E402
+from .workloads_loops import register as _register_loops  # noqa: E402
 
 _register_index()
+_register_loops()

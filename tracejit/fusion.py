@@ -219,13 +219,17 @@ def _new_builder(e: Eqn) -> _Builder:
     return b
 
 
-def _try_grow(b: _Builder, e: Eqn) -> _Builder | None:
+def _try_grow(b: _Builder, e: Eqn, stored: frozenset = frozenset()) -> _Builder | None:
     """An elementwise-only kernel may widen its space to one its space fits in: a broadcast
     of it (row work that feeds full-size work, e.g. g/s then g/s * e), or one with its dims
     in order on axes of the same sizes (vmap: per-example scalars (B,) feeding per-example
-    vectors (B, n)). Re-adding its equations checks every placement."""
+    vectors (B, n)). Re-adding its equations checks every placement. Not when it computes a
+    value of `stored` (the graph's outputs): widened, it would store each element once per
+    point of the new axes (a loop body's per-step vector in a matrix-vector kernel)."""
     k = b.k
     if k.inner or any(v != "elem" for v in k.kinds.values()) or e.prim.kind not in ELEMENTWISE:
+        return None
+    if any(o.id in stored for x in k.eqns for o in x.outputs):
         return None
     shape = e.outputs[0].aval.shape
     if shape == k.space:
@@ -311,6 +315,7 @@ def plan(graph: Graph) -> Plan:
     graph = matvec_as_loops(graph)
     items: list[Kernel | Step] = []
     current: _Builder | None = None
+    stored = frozenset(o.id for o in graph.outputs if isinstance(o, Var))
 
     def produced_by_current(e: Eqn) -> bool:
         return current is not None and any(
@@ -324,7 +329,7 @@ def plan(graph: Graph) -> Plan:
                 current = trial
                 continue
             except _Reject:
-                grown = _try_grow(current, e)
+                grown = _try_grow(current, e, stored)
                 if grown is not None:
                     current = grown
                     continue

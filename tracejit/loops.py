@@ -49,7 +49,7 @@ from .loop_graphs import (
 )
 from .primitives import defprim, is_float
 from .primitives.elementwise import add_p, convert_p, select_p
-from .primitives.layout import broadcast_p, reshape_p
+from .primitives.layout import broadcast_p, reshape_p, transpose_p
 from .tracing import Tracer
 
 
@@ -104,7 +104,7 @@ def _scan_vjp_fwd(act, want, *args, body, n_consts, n_carry, length, reverse, ch
         wanted=wanted, bwd=bwd, res_c=res_c, res_i=res_i, inv=inv, res_x=res_x, res_s=res_s,
         pos=pos,
         like=outs[0], params={"n_consts": nc, "n_carry": nk, "length": length,
-                              "reverse": reverse})
+                              "reverse": reverse, "checkpoint": checkpoint})
 
 
 def _scan_vjp(gs, r: _ScanResiduals):
@@ -125,7 +125,11 @@ def _scan_vjp(gs, r: _ScanResiduals):
         return out
 
     ct_k = [i for i in range(nk) if i in seed_of]  # wanted carries: a cotangent carry each
+    y_seeds = [seed_of[j] for j in r.wanted if j >= nk]
+    x_ins = r.res_s + r.res_x + y_seeds  # the backward body's per-step slices
     acc_c = [i for i in range(nc) if grad_of.get(i) is not None]
+    summed = _summed_contractions(r, eqns, acc_c, grad_of, ct_k, seed_of, x_ins)
+    acc_c = [i for i in acc_c if i not in summed]
     acc_in = [Var(r.joint.inputs[i].aval) for i in acc_c]
     carry_out = []
     for i in ct_k:
@@ -136,9 +140,14 @@ def _scan_vjp(gs, r: _ScanResiduals):
         eqns.append(Eqn(add_p, (a, grad_of[i]), {}, (out,)))
         carry_out.append(out)
     ct_x = [i for i in range(nc + nk, n_in) if grad_of.get(i) is not None]
-    y_seeds = [seed_of[j] for j in r.wanted if j >= nk]
-    bbody = Graph(r.res_c + r.res_i + [seed_of[i] for i in ct_k] + acc_in + r.res_s + r.res_x + y_seeds,
-                  eqns, carry_out + [grad_of[i] for i in ct_x])
+    # the factors of the summed contractions that are not slices already: stacked as ys
+    x_pos = {v.id: k for k, v in enumerate(x_ins)}
+    new_ys = list({v.id: v for f in summed.values() for v in f if v.id not in x_pos}.values())
+    bbody = Graph(r.res_c + r.res_i + [seed_of[i] for i in ct_k] + acc_in + x_ins,
+                  eqns, carry_out + [grad_of[i] for i in ct_x] + new_ys)
+    if summed:
+        from .passes import dce
+        bbody = dce(bbody)  # the per-step products whose sums are taken after the loop
     # the loop's operands in the joint trace
     consts = [r.args[r.pos[v.id]] for v in r.res_c]
     if r.res_i:  # loop invariants the backward pass reads: computed once, here
@@ -163,7 +172,67 @@ def _scan_vjp(gs, r: _ScanResiduals):
         cts[i] = outs[len(ct_k) + k]
     for k, i in enumerate(ct_x):
         cts[i] = outs[len(init) + k]
+    stacked = {v.id: xs[k] for v, k in ((v, x_pos[v.id]) for v in x_ins)}
+    stacked.update((v.id, outs[len(init) + len(ct_x) + k]) for k, v in enumerate(new_ys))
+    for i, (a, b) in summed.items():
+        cts[i] = _sum_of_products(stacked[a.id], stacked[b.id])
     return cts
+
+
+def _outer_factors(e: Eqn | None):
+    """(a, b) when `e` computes a @ b of 2-D per-step values: a matmul, or an outer product
+    (inner dimension 1) written as a broadcasting multiply (m, 1) * (1, n)."""
+    from .primitives.contraction import matmul_p
+    from .primitives.elementwise import mul_p
+    if e is None or not all(isinstance(a, Var) and a.aval.ndim == 2 for a in e.inputs):
+        return None
+    if e.prim is matmul_p:
+        return tuple(e.inputs)
+    if e.prim is mul_p:
+        a, b = e.inputs
+        m, n = e.outputs[0].aval.shape
+        for x, y in ((a, b), (b, a)):
+            if x.aval.shape == (m, 1) and y.aval.shape == (1, n):
+                return x, y
+    return None
+
+
+def _summed_contractions(r, eqns, acc_c, grad_of, ct_k, seed_of, x_ins) -> dict:
+    """The consts whose per-step cotangent is a contraction of per-step values: a loop's
+    weight gradient sum_t d_t h_t^T. Their factors are stacked over the steps (ys of the
+    backward scan, or the stacked residuals the forward pass saved) and the sum is ONE matmul
+    after the loop (D^T H: BLAS), instead of an m x n accumulator read and written every step.
+    Returns {const index: (a, b)}, the per-step factors of a @ b."""
+    producer = {v.id: e for e in eqns for v in e.outputs}
+    varying = {v.id for v in [seed_of[i] for i in ct_k] + list(x_ins)}
+    for e in eqns:
+        if any(isinstance(a, Var) and a.id in varying for a in e.inputs):
+            varying.update(v.id for v in e.outputs)
+    summed = {}
+    for i in acc_c:
+        f = _outer_factors(producer.get(grad_of[i].id))
+        if f and all(v.id in varying for v in f) and f[0].aval.dtype == f[1].aval.dtype:
+            summed[i] = f
+    if summed and r.params.get("checkpoint"):  # stack no more than the accumulators take
+        x_ids = {v.id for v in x_ins}
+        extra = sum(v.aval.size * v.aval.dtype.itemsize for f in summed.values() for v in f
+                    if v.id not in x_ids) * r.params["length"]
+        acc = sum(2 * grad_of[i].aval.size * grad_of[i].aval.dtype.itemsize for i in summed)
+        if extra > acc:
+            return {}
+    return summed
+
+
+def _sum_of_products(a, b):
+    """sum_t a[t] @ b[t] for stacked a (T, m, k) and b (T, k, n): one (m, T*k) @ (T*k, n)."""
+    from .primitives.contraction import matmul_p
+    t, m, k = a.shape
+    n = b.shape[2]
+    if k == 1:
+        a2 = transpose_p.bind(reshape_p.bind(a, shape=(t, m)), perm=(1, 0))
+    else:
+        a2 = reshape_p.bind(transpose_p.bind(a, perm=(1, 0, 2)), shape=(m, t * k))
+    return matmul_p.bind(a2, reshape_p.bind(b, shape=(t * k, n)))
 
 
 def _scan_jvp(tangents, *args, body, n_consts, n_carry, length, reverse, checkpoint):

@@ -1,24 +1,31 @@
 """A whole scan as ONE njit function (Numba CPU): the body's fused kernels (their serial njit
-variants) and its BLAS/reshape steps called from a compiled loop, so a step costs no Python.
+variants) and its BLAS/reshape steps called from a compiled loop, so a step costs no Python
+and allocates nothing:
 
-    @njit
-    def body(c0, k0, x0):           # the body plan's driver, compiled: kernels, np.dot ...
-        ...
-        return (o0, o1)
-    @njit
-    def loop(length, reverse, c0, k0, x0, y0):
-        for i in range(length):
+    from tracejit_k_<digest> import k_matmul_.._ser as K0   # the body's kernels, cached
+    @njit(cache=True, ...)
+    def loop(length, reverse, c0, k0, s0, y0):
+        t3 = np.empty((16,), np.float32)        # scratch: every buffer the body writes,
+        for i in range(length):                 # allocated once, before the loop
             t = length - 1 - i if reverse else i
-            o = body(c0, k0, x0[t])
-            k0 = o[0]
-            y0[t] = o[1]
+            t5 = y0[t]                          # a y written in place
+            K0(16, 16, c0, k0, s0[t], t3, t5)
+            n0 = t3                             # carries double-buffered: the new carry's
+            t3 = k0                             # buffer swaps with the old one
+            k0 = n0
         return (k0,)
 
-Values of shape () are carried as arrays of shape (1,), as in numba_cpu's driver. A body
-with a step this module does not spell (a gather, a transpose of rank > 2, ...) returns None
-from `compiled_scan`: the caller then runs the host loop over the compiled body plan.
+The loop is a generated module written to the kernel cache (kernel_cache.load), so Numba's
+disk cache holds its machine code: a new process, or the same loop with another trip count
+(`length` is an argument), loads it instead of compiling it. Values of shape () are carried
+as arrays of shape (1,), as in numba_cpu's driver. A body with a step this module does not
+spell (a gather, a transpose of rank > 2, ...) returns None from `compiled_scan`: the caller
+then runs the host loop over the compiled body plan.
 """
 from __future__ import annotations
+
+import hashlib
+from collections import Counter
 
 import numpy as np
 
@@ -27,103 +34,151 @@ from ..ir import Literal
 from ..primitives import CONTRACT
 
 
-def _step_expr(e, ref) -> str | None:
-    """njit source for one plan step, or None when not supported here."""
-    out = e.outputs[0].aval
-    shape = out.shape or (1,)
+def _step_code(e, ref, out: str) -> str | None:
+    """njit source for one plan step writing or naming `out`, or None when not supported."""
+    x = [ref(a) for a in e.inputs]
     if e.prim.same_order:  # reshape: a view of a contiguous array
-        return f"np.ascontiguousarray({ref(e.inputs[0])}).reshape({shape!r})"
+        return f"{out} = {x[0]}.reshape({e.outputs[0].aval.shape or (1,)!r})"
     if e.prim.kind == CONTRACT and all(a.aval.ndim == 2 for a in e.inputs):
-        a, b = (ref(x) for x in e.inputs)
-        return f"np.dot(np.ascontiguousarray({a}), np.ascontiguousarray({b}))"
+        return f"np.dot({x[0]}, {x[1]}, {out})"
     if e.prim.name == "transpose" and e.inputs[0].aval.ndim == 2 and \
             e.params["perm"] == (1, 0):
-        return f"np.ascontiguousarray({ref(e.inputs[0])}.T)"
+        m, n = e.inputs[0].aval.shape  # loops: Numba compiles `out[:, :] = x.T` in seconds
+        return "\n".join([f"for p in range({m}):", f"    for q in range({n}):",
+                          f"        {out}[q, p] = {x[0]}[p, q]"])
     return None
+
+
+def _copy(dst: str, src: str, size: int, tag: str) -> str:
+    """Copy the C-contiguous array `src` into `dst` (same size): a loop, which Numba compiles
+    in a tenth of a second where `dst[...] = src` takes seconds. `tag` names its views."""
+    return "\n".join([f"d{tag} = {dst}.reshape(({size},))", f"s{tag} = {src}.reshape(({size},))",
+                      f"for q in range({size}):", f"    d{tag}[q] = s{tag}[q]"])
+
+
+def _writes_buffer(item) -> bool:
+    """Whether a plan item writes its outputs into buffers it is given (not a view)."""
+    return isinstance(item, fusion.Kernel) or not item.eqn.prim.same_order
+
+
+def loop_source(plan: fusion.Plan, n_consts: int, n_carry: int, kernels: list) -> str | None:
+    """The module source of the scan loop over `plan` (the body's plan), or None."""
+    g = plan.graph
+    nc, nk = n_consts, n_carry
+    if any(isinstance(it, fusion.Step) and _step_code(it.eqn, lambda a: "x", "o") is None
+           for it in plan.items):
+        return None
+    head = ["import numpy as np", "from numba import njit", ""]
+    for j, ck in enumerate(kernels):
+        head.append(f"from {ck.module.__name__} import {ck.name}_ser as K{j}")
+    names: dict[int, str] = {}
+    n_in = len(g.inputs)
+    cs = [f"c{i}" for i in range(nc)]
+    ks = [f"k{i}" for i in range(nk)]
+    xs = [f"s{i}" for i in range(n_in - nc - nk)]
+    ys = [f"y{i}" for i in range(len(g.outputs) - nk)]
+    for v, name in zip(g.inputs, cs + ks):
+        names[v.id] = name
+    for v, s in zip(g.inputs[nc + nk:], xs):  # x slices: views of the stacked xs
+        names[v.id] = f"{s}[t:t + 1]" if v.aval.ndim == 0 else f"{s}[t]"
+    literals: dict[bytes, str] = {}
+
+    def ref(a) -> str:
+        if isinstance(a, Literal):
+            val = np.ascontiguousarray(a.val.reshape(a.val.shape or (1,)))
+            key = (val.dtype.str, val.shape, val.tobytes())
+            if key not in literals:
+                literals[key] = name = f"L{len(literals)}"
+                head.append(f"{name} = np.frombuffer(bytes.fromhex('{val.tobytes().hex()}'), "
+                            f"np.{val.dtype.name}).reshape({val.shape!r})")
+            return literals[key]
+        return names[a.id]
+
+    # where each buffer an item writes lives: a y written once -> that y's slice, in place; a
+    # carry written once -> a scratch buffer swapped with the carry after each step; anything
+    # else -> a scratch buffer, copied where it goes out
+    uses = Counter(o.id for o in g.outputs if not isinstance(o, Literal))
+    y_of = {o.id: j for j, o in enumerate(g.outputs[nk:])
+            if not isinstance(o, Literal) and uses[o.id] == 1}
+    scratch, body, in_place, kit = [], [], set(), iter(range(len(kernels)))
+    for item in plan.items:
+        outs = item.outputs if isinstance(item, fusion.Kernel) else item.eqn.outputs
+        for v in outs:  # numbered in order (not by Var id): the same body, the same source
+            names[v.id] = buf = f"t{len(names)}"
+            if not _writes_buffer(item):
+                continue
+            if v.id in y_of:
+                y = ys[y_of[v.id]]
+                body.append(f"{buf} = {y}[t:t + 1]" if v.aval.ndim == 0 else f"{buf} = {y}[t]")
+                in_place.add(v.id)
+            else:
+                scratch.append(f"{buf} = np.empty({v.aval.shape or (1,)!r}, "
+                               f"np.{v.aval.dtype.name})")
+        if isinstance(item, fusion.Step):
+            body.append(_step_code(item.eqn, ref, names[outs[0].id]))
+            continue
+        j = next(kit)
+        sizes = [str(d) for d in (item.space or (1,))]
+        args = sizes + [ref(a) for a in kernels[j].gen.inputs] + [names[v.id] for v in outs]
+        body.append(f"K{j}({', '.join(args)})")
+    for o, y in zip(g.outputs[nk:], ys):
+        if isinstance(o, Literal) or o.id not in in_place:
+            body.append(_copy(f"{y}[t:t + 1]" if o.aval.ndim == 0 else f"{y}[t]", ref(o),
+                              o.aval.size, y))
+    buffers = {line.split(" = ", 1)[0] for line in scratch}
+    new, back = [], []
+    for j, (o, k) in enumerate(zip(g.outputs[:nk], ks)):
+        r = ref(o)
+        if o is g.inputs[nc + j]:
+            new.append(f"n{j} = {k}")  # an unchanged carry
+        elif not isinstance(o, Literal) and uses[o.id] == 1 and r in buffers:
+            new.append(f"n{j} = {r}")  # double-buffered: the old carry is the next scratch
+            back.append(f"{r} = {k}")
+        else:
+            new.append(f"n{j} = np.empty({o.aval.shape or (1,)!r}, np.{o.aval.dtype.name})\n"
+                       + _copy(f"n{j}", r, o.aval.size, f"n{j}"))
+    body += new + back + [f"{k} = n{j}" for j, k in enumerate(ks)]
+    rets = "".join(f"{k}, " for k in ks)
+    lines = head + ["", "", "@njit(error_model='numpy', cache=True, nogil=True)",
+                    f"def loop(length, reverse, {', '.join(cs + ks + xs + ys)}):"]
+    lines += [f"    {s}" for s in scratch]
+    lines += ["    for i in range(length):",
+              "        t = length - 1 - i if reverse else i"]
+    lines += [f"        {line}" for s in body for line in s.split("\n")]
+    lines += [f"    return ({rets})", ""]
+    return "\n".join(lines)
 
 
 def compiled_scan(eqn, plan: fusion.Plan, backend):
     """The scan `eqn` (its body's plan compiled by numba_cpu) as one njit loop, or None."""
-    from numba import njit
+    from . import kernel_cache
     p = eqn.params
     nc, nk = p["n_consts"], p["n_carry"]
     g = plan.graph
     if g.outputs and any(o.aval.dtype == np.bool_ for o in g.outputs):
         return None
-    if any(isinstance(it, fusion.Step) and _step_expr(it.eqn, lambda a: "x") is None
+    if any(isinstance(it, fusion.Step) and _step_code(it.eqn, lambda a: "x", "o") is None
            for it in plan.items):
         return None
-    kernels = iter([backend.CompiledKernel(it, allow_parallel=False)
-                    for it in plan.items if isinstance(it, fusion.Kernel)])
-    glb: dict = {"np": np}
-    names: dict[int, str] = {}
-    args = [f"x{i}" for i in range(len(g.inputs))]
-    lines = [f"def body({', '.join(args)}):"]
-    for i, v in enumerate(g.inputs):
-        names[v.id] = f"x{i}"
-
-    def ref(a) -> str:
-        if isinstance(a, Literal):
-            key = f"L{len(glb)}"
-            glb[key] = np.array(a.val.reshape(1) if a.val.ndim == 0 else a.val)
-            return key
-        return names[a.id]
-
-    for item in plan.items:
-        if isinstance(item, fusion.Step):
-            e = item.eqn
-            out = e.outputs[0]
-            names[out.id] = f"t{out.id}"
-            lines.append(f"    t{out.id} = {_step_expr(e, ref)}")
-            continue
-        ck = next(kernels)
-        key = f"K{len(glb)}"
-        glb[key] = ck.ser
-        for v in item.outputs:
-            names[v.id] = f"t{v.id}"
-            lines.append(f"    t{v.id} = np.empty({v.aval.shape or (1,)!r}, "
-                         f"np.{v.aval.dtype.name})")
-        sizes = [str(d) for d in (item.space or (1,))]
-        ins = [ref(a) for a in ck.gen.inputs]
-        outs = [f"t{v.id}" for v in item.outputs]
-        lines.append(f"    {key}({', '.join(sizes + ins + outs)})")
-    rets = []
-    for o in g.outputs:  # fresh arrays: a carry never aliases a constant or an x slice
-        rets.append(f"np.copy({ref(o)})" if isinstance(o, Literal) or o.id in
-                    {v.id for v in g.inputs} else ref(o))
-    lines.append(f"    return ({', '.join(rets)},)")
-    n_in = len(g.inputs)
-    nx = n_in - nc - nk
-    cs = [f"c{i}" for i in range(nc)]
-    ks = [f"k{i}" for i in range(nk)]
-    xs = [f"s{i}" for i in range(nx)]
-    ys = [f"y{i}" for i in range(len(g.outputs) - nk)]
-    x_slices = [f"{x}[t:t + 1]" if v.aval.ndim == 0 else f"{x}[t]"
-                for x, v in zip(xs, g.inputs[nc + nk:])]
-    lines += ["", f"def loop(length, reverse, {', '.join(cs + ks + xs + ys + ['_'])}):",
-              "    for i in range(length):",
-              "        t = length - 1 - i if reverse else i",
-              f"        o = body({', '.join(cs + ks + x_slices)})"]
-    for j, k in enumerate(ks):
-        lines.append(f"        {k} = o[{j}]")
-    for j, (y, v) in enumerate(zip(ys, g.outputs[nk:])):
-        lines.append(f"        {y}[t] = o[{nk + j}]" + ("[0]" if v.aval.ndim == 0 else ""))
-    lines.append(f"    return ({', '.join(ks)},)")
-    src = "\n".join(lines)
-    exec(compile(src, "<tracejit scan>", "exec"), glb)  # noqa: S102  (generated source)
-    glb["body"] = njit(error_model="numpy")(glb["body"])
-    loop = njit(error_model="numpy")(glb["loop"])
+    kernels = [backend.CompiledKernel(it, allow_parallel=False)
+               for it in plan.items if isinstance(it, fusion.Kernel)]
+    src = loop_source(plan, nc, nk, kernels)
+    if src is None:
+        return None
+    digest = hashlib.sha256(src.encode()).hexdigest()[:16]
+    loop = kernel_cache.load(src, digest).loop
     length, reverse = p["length"], p["reverse"]
     y_avals = [v.aval for v in eqn.outputs[nk:]]
     in_avals = [v.aval for v in g.inputs]
 
     def run_scan(*args):
-        arrs = [np.ascontiguousarray(np.asarray(a, v.dtype).reshape(v.shape or (1,)))
-                if i < nc + nk else np.ascontiguousarray(np.asarray(a, v.dtype))
+        # the carries are copied: their buffers are the loop's double buffers
+        arrs = [np.ascontiguousarray(np.asarray(a, v.dtype)) if i >= nc + nk else  # xs
+                np.array(np.asarray(a, v.dtype).reshape(v.shape or (1,)), copy=True) if nc <= i
+                else np.ascontiguousarray(np.asarray(a, v.dtype).reshape(v.shape or (1,)))
                 for i, (a, v) in enumerate(zip(args, in_avals))]
         ys = [np.empty(a.shape, a.dtype) for a in y_avals]
-        # xs keep their stacked shape: (length,) + slice shape
-        carry = loop(length, reverse, *arrs, *ys, 0)
+        carry = loop(length, reverse, *arrs, *ys)
         return list(carry) + ys
     run_scan.source = src
     return run_scan

@@ -1,0 +1,214 @@
+"""Loops compiled fast (issue 13): a weight's gradient through a scan summed as ONE matmul
+after the backward loop (loops._summed_contractions), and the Numba CPU scan loop that
+allocates nothing per step and is cached on disk (backends/numba_loops.py)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from helpers import BACKENDS
+
+import tracejit as tj
+
+CUDA = "cuda" if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else None
+ALL = BACKENDS + ([CUDA] if CUDA else [])
+RNG = np.random.default_rng(13)
+
+
+def euler(h0, W, b, steps=6, reverse=False, checkpoint=False):
+    """W11's recurrence: the gradient of W is sum_t outer(d_t, h_t)."""
+    def step(h, _):
+        return h + 0.1 * np.tanh(W @ h + b), None
+    h, _ = tj.scan(step, h0, None, length=steps, reverse=reverse, checkpoint=checkpoint)
+    return np.sum(h * h)
+
+
+def euler_unrolled(h0, W, b, steps=6, reverse=False, checkpoint=False):
+    h = h0
+    for _ in range(steps):
+        h = h + 0.1 * np.tanh(W @ h + b)
+    return np.sum(h * h)
+
+
+def batched(H0, W, xs, U):
+    """A state of several columns (a matmul per step, inner dimension 3), a weight applied
+    to the xs slices (its gradient's factors: a y's cotangent and an x slice), and U @ c
+    with c loop-invariant (no per-step factor: accumulated in the loop as before)."""
+    c = np.linspace(0.5, 1.0, U.shape[1])
+
+    def step(H, x):
+        H = np.tanh(W @ H + (U @ c)[:, None]) * 0.9
+        return H, U @ x
+    H, ys = tj.scan(step, H0, xs)
+    return np.sum(H ** 2) + np.sum(np.sin(ys))
+
+
+def batched_unrolled(H0, W, xs, U):
+    c = np.linspace(0.5, 1.0, U.shape[1])
+    H, ys = H0, []
+    for t in range(xs.shape[0]):
+        H = np.tanh(W @ H + (U @ c)[:, None]) * 0.9
+        ys.append(U @ xs[t])
+    return np.sum(H ** 2) + np.sum(np.sin(np.stack(ys)))
+
+
+def _args(n=5, dtype=np.float64):
+    return (RNG.normal(size=n).astype(dtype), (RNG.normal(size=(n, n)) * 0.5).astype(dtype),
+            RNG.normal(size=n).astype(dtype))
+
+
+CASES = [(b, r, c) for b in BACKENDS for r, c in ((False, False), (True, False), (False, True))]
+
+
+@pytest.mark.parametrize("backend,reverse,checkpoint",  # the CUDA simulator: one case (slow)
+                         CASES + ([(CUDA, False, False)] if CUDA else []))
+def test_weight_gradient_matches_unrolled(backend, reverse, checkpoint):
+    args = _args()
+    kw = {"reverse": reverse, "checkpoint": checkpoint}
+    v, g = tj.value_and_grad(lambda *a: euler(*a, **kw), argnums=(0, 1, 2),
+                             backend=backend)(*args)
+    vu, gu = tj.value_and_grad(euler_unrolled, argnums=(0, 1, 2),
+                               backend="interpreter")(*args)
+    np.testing.assert_allclose(v, vu, rtol=1e-12)
+    for a, b in zip(g, gu):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_matmul_factors_ys_and_invariant_factor(backend):
+    H0, W = RNG.normal(size=(4, 3)), RNG.normal(size=(4, 4)) * 0.5
+    xs, U = RNG.normal(size=(5, 2)), RNG.normal(size=(4, 2))
+    g = tj.grad(batched, argnums=(0, 1, 2, 3), backend=backend)(H0, W, xs, U)
+    gu = tj.grad(batched_unrolled, argnums=(0, 1, 2, 3), backend="interpreter")(H0, W, xs, U)
+    for a, b in zip(g, gu):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_weight_gradient_finite_differences_and_float32():
+    args = _args(4)
+    tj.check_grads(euler, args, backend="interpreter")
+    tj.check_grads(batched, (RNG.normal(size=(3, 2)), RNG.normal(size=(3, 3)) * 0.5,
+                             RNG.normal(size=(4, 2)), RNG.normal(size=(3, 2))),
+                   backend="interpreter")
+    a32 = _args(8, np.float32)
+    g = tj.grad(euler, argnums=(0, 1), backend="numba")(*a32)
+    gu = tj.grad(euler_unrolled, argnums=(0, 1), backend="interpreter")(*_args_like(a32))
+    for x, y in zip(g, gu):
+        assert x.dtype == np.float32
+        np.testing.assert_allclose(x, y, rtol=2e-4, atol=1e-5)
+
+
+def _args_like(args):
+    return tuple(a.astype(np.float64) for a in args)
+
+
+def test_zero_steps():
+    args = _args()
+    g = tj.grad(lambda *a: euler(*a, steps=0), argnums=(1,), backend="numba")(*args)[0]
+    np.testing.assert_array_equal(g, np.zeros_like(args[1]))
+
+
+def test_backward_loop_has_no_per_step_outer_product():
+    """The weight gradient is one matmul after the backward scan; the scan carries only the
+    state's cotangent (no n x n accumulator)."""
+    n = 5
+    graph = tj.make_ir(tj.grad(euler, argnums=(0, 1)))(*_args(n))
+    scans = [e for e in graph.eqns if e.prim.name == "scan"]
+    back = scans[-1]
+    assert back.params["reverse"] and back.params["n_carry"] == 1
+    body = back.params["body"]
+    assert all(o.aval.shape != (n, n) for e in body.eqns for o in e.outputs)
+    after = graph.eqns[graph.eqns.index(back) + 1:]
+    assert any(e.prim.name == "matmul" and e.outputs[0].aval.shape == (n, n) for e in after)
+
+
+def test_numba_loop_allocates_nothing_per_step_and_is_cached():
+    """The generated loop allocates its buffers before the loop, writes ys in place, and is
+    the same (disk-cached) module at any trip count."""
+    from tracejit.backends import get_backend
+    from tracejit.backends.numba_loops import compiled_scan
+    from tracejit.dispatch import lower
+    from tracejit.passes import simplify
+    be = get_backend("numba")
+    runs = []
+    for steps in (3, 7):
+        graph = tj.make_ir(tj.grad(lambda h, W, b, s=steps: euler(h, W, b, s),
+                                   argnums=(0, 1)))(*_args())
+        for eqn in [e for e in graph.eqns if e.prim.name == "scan"]:
+            plan, _ = lower(simplify(eqn.params["body"]), be)
+            run = compiled_scan(eqn, plan, be)
+            assert run is not None
+            loop = run.source.split("for i in range(length):")[1]
+            assert "np.empty" not in loop and "np.copy" not in loop, run.source
+            assert "cache=True" in run.source and "length" not in run.source.split(
+                "def loop")[0]
+            runs.append(run.source)
+    assert runs[:2] == runs[2:]  # another trip count: the same module
+    # the loop never writes the caller's arrays: the carries are its own buffers
+    x = _args()
+    keep = [a.copy() for a in x]
+    tj.grad(euler, argnums=(0, 1), backend="numba")(*x)
+    for a, b in zip(x, keep):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_numba_loop_carries_that_alias():
+    """Carries the body swaps, duplicates or leaves unchanged, ys that are a carry or a
+    constant: each carry keeps its own buffer (the loop copies where it cannot swap)."""
+    from tracejit.backends import get_backend
+    from tracejit.backends.numba_loops import compiled_scan
+    from tracejit.dispatch import lower
+    from tracejit.passes import simplify
+
+    def f(a, b, xs):
+        def body(c, x):
+            a, b, k, _ = c
+            h = np.tanh(a * x)
+            return (b, h, k, h * 2.0), (a, np.float64(3.0), np.sum(h))
+        return tj.scan(body, (a, b, np.float64(1.5), b), xs)
+    a, b, xs = RNG.normal(size=3), RNG.normal(size=3), RNG.normal(size=(4, 3))
+    graph = tj.make_ir(f)(a, b, xs)
+    (eqn,) = [e for e in graph.eqns if e.prim.name == "scan"]
+    be = get_backend("numba")
+    plan, _ = lower(simplify(eqn.params["body"]), be)
+    run = compiled_scan(eqn, plan, be)
+    assert run is not None
+    args = [a, b, 1.5, b, xs]
+    args = [np.asarray(x, v.aval.dtype) for x, v in zip(args, eqn.inputs)]
+    want = eqn.prim.impl(*args, **eqn.params)
+    got = run(*args)
+    for x, y in zip(got, want):
+        np.testing.assert_allclose(np.reshape(x, np.shape(y)), y, rtol=1e-12)
+
+
+def test_benchmark_w11_loss_matches_numpy_by_hand():
+    """The runner's W11/W12 loss (benchmarks/workloads_loops.py, F.scan) on small data: value
+    and gradients of tracejit equal NumPy by hand."""
+    from benchmarks.workloads import WORKLOADS, tracejit_loss
+    from benchmarks.workloads_loops import data
+    wl = WORKLOADS["W11"]
+    f, argnums = tracejit_loss(wl)
+    d = data(8, 5)
+    v, g = tj.jit_grad(f, argnums=argnums)(*wl.ordered(d))
+    rv, rg = wl.numpy(*wl.ordered(d))
+    np.testing.assert_allclose(v, rv, rtol=1e-5)
+    for a, b in zip(g, rg):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_per_step_vector_is_stored_once_per_step():
+    """The backward body's d_t (a y of the loop, stacked for the weight gradient) is computed
+    by a kernel over its own n elements, not recomputed and stored again in each row of the
+    matrix-vector kernel that reads it (fusion._try_grow keeps stored values unwidened)."""
+    from tracejit.backends import get_backend
+    from tracejit.dispatch import lower
+    from tracejit.passes import simplify
+    n = 6
+    graph = tj.make_ir(tj.grad(euler, argnums=(0, 1)))(*_args(n))
+    back = [e for e in graph.eqns if e.prim.name == "scan"][-1]
+    body = back.params["body"]
+    plan, _ = lower(simplify(body), get_backend("numba"))
+    ys = {o.id for o in plan.graph.outputs[back.params["n_carry"]:]}
+    (k,) = [it for it in plan.kernels if any(v.id in ys for v in it.outputs)]
+    assert int(np.prod(k.space)) == n, plan.describe()
