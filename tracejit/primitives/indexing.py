@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import OutOfBoundsError, UnsupportedError, format_frame, user_error
+from ..errors import ChoiceError, OutOfBoundsError, UnsupportedError, format_frame, user_error
 from ..ir import Aval
 from . import ANY, INDEX, LOOP, STEP, defprim
 from .elementwise import MAX_EMIT, MIN_EMIT, convert, div_p, eq_p, mul_p, select
@@ -39,9 +39,10 @@ def _zeros(aval: Aval, value=0):
 
 
 # ----- index_check: the one bounds check per index array and call -----
-def check_bounds(idx, size: int, axis: int, where=None) -> None:
+def check_bounds(idx, size: int, axis: int, where=None, choice: bool = False) -> None:
     """Raise IndexError (NumPy's message, with the user's line) if an index is outside
-    [-size, size)."""
+    [-size, size); with `choice` (np.choose's indices, negatives already moved out of range)
+    NumPy's ValueError 'invalid entry in choice array' instead."""
     idx = np.asarray(idx)
     if idx.size == 0:
         return
@@ -49,22 +50,28 @@ def check_bounds(idx, size: int, axis: int, where=None) -> None:
     if lo < -size or hi >= size:
         bad = lo if lo < -size else hi
         line = format_frame(where)
+        line = f"\n{line}" if line else ""
+        if choice:
+            raise ChoiceError(f"invalid entry in choice array: np.choose's indices must lie "
+                              f"in [0, {size}) (or use mode='wrap' / 'clip'){line}")
         raise OutOfBoundsError(f"index {bad} is out of bounds for axis {axis} with size "
-                               f"{size}" + (f"\n{line}" if line else ""))
+                               f"{size}{line}")
 
 
-def _check_impl(idx, size, axis, where=None):
-    check_bounds(idx, size, axis, where)
+def _check_impl(idx, size, axis, where=None, choice=False):
+    check_bounds(idx, size, axis, where, choice)
     idx = np.asarray(idx, np.int64)
     return np.where(idx < 0, idx + size, idx)
 
 
 index_check_p = defprim(
-    "index_check", INDEX, shape=lambda idx, size, axis, where=None: Aval(idx.shape, _I64),
+    "index_check", INDEX,
+    shape=lambda idx, size, axis, where=None, choice=False: Aval(idx.shape, _I64),
     impl=_check_impl, fusion=STEP,
     # elementwise over the indices: a batched index array is checked as it is
     batch=lambda prim, args, dims, **p: (prim.bind(args[0], **p), dims[0]),
-    host_check=lambda idx, size, axis, where=None: check_bounds(idx, size, axis, where),
+    host_check=lambda idx, size, axis, where=None, choice=False: check_bounds(
+        idx, size, axis, where, choice),
     # on a device the check ran on the host; the kernel only wraps (and clamps, never
     # reading out of bounds)
     gather=lambda e: [
