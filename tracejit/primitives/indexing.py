@@ -313,11 +313,22 @@ def _scatter_serial(e) -> list[str]:
     pre = [f"p{d}" for d in range(a)]
     post = [f"q{d}" for d in range(a + 1, x.ndim)]
     js = [f"j{d}" for d in range(idx.ndim)]
-    slab = _ix([":"] * a + ["lo:hi"])
     lines = [f"n = o.shape[{a}]",
              f"nch = max(1, min(n, nth, (o.size + x2.size) // {1 << 15}))",
-             "for c in prange(nch):", "    lo = c * n // nch", "    hi = (c + 1) * n // nch",
-             f"    o[{slab}] = x0[{slab}]"]
+             "for c in prange(nch):", "    lo = c * n // nch", "    hi = (c + 1) * n // nch"]
+    # the slab's copy as loops (unsigned indices: no negative-index checks, it vectorizes);
+    # a slice assignment `o[lo:hi] = x0[lo:hi]` took Numba 3x as long to compile (W8's
+    # first call: 13 of its 16 s)
+    ind = "    "
+    for d, name in enumerate(pre):
+        lines.append(f"{ind}for {name} in range(x0.shape[{d}]):")
+        ind += "    "
+    for d, name in enumerate(["r"] + post):
+        lo_hi = "lo, hi" if d == 0 else f"x0.shape[{a + d}]"
+        lines += [f"{ind}for k{name} in range({lo_hi}):", f"{ind}    {name} = np.uint64(k{name})"]
+        ind += "    "
+    slab = _ix(pre + ["r"] + post)
+    lines.append(f"{ind}o[{slab}] = x0[{slab}]")
     if not js:
         lines.append("    t = x1.item()")
     ind = "    "
