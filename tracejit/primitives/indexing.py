@@ -39,13 +39,14 @@ def _zeros(aval: Aval, value=0):
 
 
 # ----- index_check: the one bounds check per index array and call -----
-def check_bounds(idx, size: int, axis: int, where=None, choice: bool = False) -> None:
+def check_bounds(idx, size: int, axis: int, where=None, choice: bool = False) -> int:
     """Raise IndexError (NumPy's message, with the user's line) if an index is outside
     [-size, size); with `choice` (np.choose's indices, negatives already moved out of range)
-    NumPy's ValueError 'invalid entry in choice array' instead."""
+    NumPy's ValueError 'invalid entry in choice array' instead. Returns the smallest index
+    (0 for none)."""
     idx = np.asarray(idx)
     if idx.size == 0:
-        return
+        return 0
     lo, hi = int(idx.min()), int(idx.max())
     if lo < -size or hi >= size:
         bad = lo if lo < -size else hi
@@ -56,18 +57,22 @@ def check_bounds(idx, size: int, axis: int, where=None, choice: bool = False) ->
                               f"in [0, {size}) (or use mode='wrap' / 'clip'){line}")
         raise OutOfBoundsError(f"index {bad} is out of bounds for axis {axis} with size "
                                f"{size}{line}")
+    return lo
 
 
 def _check_impl(idx, size, axis, where=None, choice=False):
-    check_bounds(idx, size, axis, where, choice)
+    """The indices, checked, negatives wrapped: the same array when there is none (W8's
+    327k indices: 3 ms with a wrapped copy each call, 0.06 ms for the check alone)."""
     idx = np.asarray(idx, np.int64)
+    if check_bounds(idx, size, axis, where, choice) >= 0:
+        return idx
     return np.where(idx < 0, idx + size, idx)
 
 
 index_check_p = defprim(
     "index_check", INDEX,
     shape=lambda idx, size, axis, where=None, choice=False: Aval(idx.shape, _I64),
-    impl=_check_impl, fusion=STEP,
+    impl=_check_impl, view=_check_impl, fusion=STEP,  # view: the result may be the input
     # elementwise over the indices: a batched index array is checked as it is
     batch=lambda prim, args, dims, **p: (prim.bind(args[0], **p), dims[0]),
     host_check=lambda idx, size, axis, where=None, choice=False: check_bounds(
