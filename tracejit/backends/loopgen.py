@@ -390,9 +390,10 @@ class KernelSource:
             self.emit_pass(p, reds, stored, accs, body, stash, loaded, ind)
 
     def emit_pass(self, p, reds, stored, accs, body, stash, loaded, ind) -> None:
-        """One pass over the row. Max/min/prod reductions keep LANES partials along the last
-        inner axis: a NaN-exact max cannot be reordered by LLVM, but LANES independent chains
-        vectorize (5x faster on a 1000-wide row max)."""
+        """One pass over the row. Reductions with Reduce.lanes (a CPU row prod) keep LANES
+        independent partials along the last inner axis (Numba runs no SLP vectorizer: they
+        are scalar chains, independent for the CPU's pipelines); max/min and sums vectorize
+        through their combines (vm.rmax, vm.radd)."""
         k = self.k
         self.hoist_to, self.hoist_axes, at = {}, set(self.inner), len(self.lines)
         laned = [r for r in reds if r.prim.emit.lanes] if self.lanes else []

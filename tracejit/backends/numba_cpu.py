@@ -57,7 +57,7 @@ class CpuKernelSource(KernelSource):
     over fixed chunks of it when there are accumulators), the shared loops inside."""
 
     backend = BACKEND
-    lanes = True  # max/min/prod row reductions in LANES partials (see loopgen.emit_pass)
+    lanes = True  # prod row reductions in LANES partials (see loopgen.emit_pass)
     block = BLOCK  # float32 sums in blocks (see loopgen.open_blocked)
     interchange = True  # kept axes after the reduced ones inside the row pass (loopgen)
 
