@@ -110,10 +110,12 @@ def test_gradient_matches_jax(name):
 def test_choose_out_of_range_raises():
     with pytest.raises(ValueError, match="invalid entry"):
         tj.jit(lambda x: np.choose(IDX + 1, [x, x, x]))(X)
-    with pytest.raises(IndexError):  # a traced index: checked once per call
+    with pytest.raises(ValueError, match="invalid entry"):  # traced: checked once per call
         tj.jit(lambda x, i: np.choose(i, [x, x]))(X, IDX)
-    with pytest.raises(IndexError):  # negative entries are errors, as in NumPy
+    with pytest.raises(ValueError, match="invalid entry"):  # negatives too, as in NumPy
         tj.jit(lambda x, i: np.choose(i, [x, x, x]))(X, -IDX)
+    with pytest.raises(ValueError, match="invalid entry"):  # the CUDA backend's host check
+        tj.jit(lambda x, i: np.choose(i, [x, x]), device="cuda")(X, IDX)
 
 
 def test_einsum_ellipsis_errors_like_numpy():

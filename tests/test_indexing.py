@@ -238,6 +238,40 @@ def test_w7_row_gather_is_one_loop_nest():
     assert_same(grad, ref_grad, rtol=1e-4, atol=1e-6)
 
 
+def _iotas(L, labels):
+    """A one-hot compare `labels[:, None] == np.arange(n)` and aranges along either axis."""
+    n, m = L.shape
+    onehot = labels[:, None] == np.arange(m)
+    cols, rows = np.arange(m, dtype=L.dtype), np.arange(n, dtype=L.dtype)[:, None]
+    return np.sum(np.where(onehot, L, 0) * cols + L * rows, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_iota_constants_are_the_loop_index(dtype, backend):
+    """An array constant that counts 0, 1, ... along one axis is read as the loop index (no
+    load, no kernel input): the same values and gradients."""
+    rng = np.random.default_rng(9)
+    L, labels = rng.standard_normal((7, 5)).astype(dtype), rng.integers(0, 5, 7)
+    assert_same(tj.jit(_iotas, backend=backend)(L, labels), _iotas(L, labels))
+    if dtype == np.float64:
+        tj.check_grads(lambda L: np.sum(np.sin(_iotas(L, labels))), (L,), backend=backend)
+    if backend == "numba":
+        src = tj.explain(tj.jit(_iotas))(L, labels)
+        assert "np.int64(i1)" in src and f"np.{np.dtype(dtype).name}(i0)" in src, src
+        assert "K" in src and " L" not in src.split("--- driver ---")[1].split("---")[0]
+
+
+def test_cuda_iota_constants_are_the_loop_index():
+    rng = np.random.default_rng(10)
+    L, labels = rng.standard_normal((7, 5)), rng.integers(0, 5, 7)
+    def f(L, labels):
+        return np.sum(np.cos(_iotas(L, labels)))
+    want = tj.value_and_grad(f, backend="interpreter")(L, labels)
+    got = tj.value_and_grad(f, device="cuda")(L, labels)
+    assert_same(got[0], want[0])
+    assert_same(got[1], want[1])
+
+
 W8_THREADS_CHILD = """
 import hashlib, sys
 import numba, numpy as np

@@ -140,3 +140,24 @@ def test_real_kernels_are_evicted_with_numba_files(tmp_path, monkeypatch):
     assert len(names) == 1 and names != first
     assert not [p for p in pyc.iterdir() if p.name.split(".")[0] in first]
     np.testing.assert_allclose(f(x), np.sum(np.sin(x) * 1.7183))  # loaded code still runs
+
+
+def test_parallel_variants_compile_after_the_first_call():
+    """A kernel's parallel variant compiles in the background only once the executable's
+    first call is over: Numba compiles one function at a time, so it would make the next
+    kernel's serial compile wait."""
+    import threading
+    import types
+    events = []
+    stub = types.SimpleNamespace(par=types.SimpleNamespace(compile=events.append),
+                                 _use=lambda fn: events.append("use"))
+    with kernel_cache.first_call():
+        t = threading.Thread(target=kernel_cache.TieredKernel._compile_parallel,
+                             args=(stub, "sig"))
+        kernel_cache._TIER_UPS.add(t)
+        t.start()
+        time.sleep(0.2)
+        events.append("first call over")
+    t.join(10)
+    assert events == ["first call over", "sig", "use"]
+    assert t not in kernel_cache._TIER_UPS

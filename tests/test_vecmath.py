@@ -199,6 +199,32 @@ def test_maximum_minimum(dt):
     assert np.all(_same(vm.minimum(a, b), np.minimum(a, b)))
 
 
+@numba.njit(fastmath={"contract"}, error_model="numpy")
+def _row_max_min(x):
+    hi, lo = x.dtype.type(-np.inf), x.dtype.type(np.inf)
+    for i in range(x.shape[0]):
+        hi = vm.rmax(hi, x[i])
+        lo = vm.rmin(lo, x[i])
+    return hi, lo
+
+
+@pytest.mark.parametrize("dt", [F32, F64])
+def test_reduction_max_min_are_nan_exact_and_vectorize(dt):
+    """vm.rmax/rmin (llvm.maximum/minimum) vectorize as a reduction with no fast-math flag
+    in the caller, and keep NumPy's NaN rule."""
+    x = np.random.default_rng(0).standard_normal(1001).astype(dt)
+    assert _row_max_min(x) == (x.max(), x.min())
+    for k in (0, 500, 1000):
+        y = x.copy()
+        y[k] = np.nan
+        assert all(np.isnan(_row_max_min(y)))
+    z = np.array([-0.0, 0.0, -0.0], dt)  # a tie of zeros: max +0, min -0
+    assert [np.signbit(v) for v in _row_max_min(z)] == [False, True]
+    llvm_ir = _row_max_min.inspect_llvm(_row_max_min.signatures[-1])
+    assert re.search(r"llvm\.maximum\.v\d+f(32|64)", llvm_ir), "not vectorized"
+    assert vm.rmax(np.int64(3), np.int64(-4)) == 3 and vm.rmin(3, -4) == -4
+
+
 def test_sin_cos_large_arguments_are_nan():
     """Beyond TRIG_MAX the reduction is not exact (documented): NaN, never a wrong number."""
     for dt in (F32, F64):

@@ -215,11 +215,15 @@ class Transformed:
             entry, captured = self._cache.get(key), []
             if entry is not None and entry.guard is not None:
                 captured = entry.guard.inputs()
-            if entry is None or captured is None:  # new, or a captured value changed
+            first = entry is None or captured is None  # new, or a captured value changed
+            if first:
                 entry, captured = self._compile(key, args, kwargs, leaves, treedef, entry)
             if self._fast is not None and not kwargs and all(
                     type(a) is np.ndarray or type(a) in _FAST_SCALARS for a in args):
                 self._fast[_fast_key(args)] = entry
+            if first and hasattr(entry.exe, "first_call"):  # a backend's compiles wait for it
+                with entry.exe.first_call():
+                    return entry.finish(entry.run(*leaves, *captured))
             return entry.finish(entry.run(*leaves, *captured))
         except TracejitError as e:
             raise trim_traceback(e)

@@ -38,6 +38,10 @@ class OutOfBoundsError(TracejitError, IndexError):
     """An integer index outside its axis (NumPy raises IndexError too)."""
 
 
+class ChoiceError(TracejitError, ValueError):
+    """An np.choose index outside [0, number of choices) (NumPy raises ValueError too)."""
+
+
 class ArgnumsError(TracejitError, ValueError):
     """`argnums` out of range, or pointing at an argument that cannot be differentiated."""
 

@@ -44,6 +44,18 @@ def literal(val, dtype: np.dtype) -> str:
     return f"{scalar_type(dtype)}({val!r})"
 
 
+def iota_axis(val: np.ndarray) -> int | None:
+    """The axis along which the array constant `val` is 0, 1, ..., n-1 (n > 1; every other
+    axis of size 1), else None."""
+    axes = [d for d, n in enumerate(val.shape) if n != 1]
+    if len(axes) != 1 or val.size < 2 or val.dtype.kind not in "iuf":
+        return None
+    flat = val.reshape(-1)
+    if flat[0] != 0 or flat[-1] != flat.size - 1:  # most constants stop here
+        return None
+    return axes[0] if np.array_equal(flat, np.arange(flat.size, dtype=val.dtype)) else None
+
+
 class KernelSource:
     """Places one fusion Kernel's values in loops and writes their lines; a backend's
     subclass writes the function around them (CPU: prange over rows or chunks; CUDA: a
@@ -60,7 +72,12 @@ class KernelSource:
 
     def __init__(self, k: fusion.Kernel, exact: frozenset = frozenset()) -> None:
         self.k, self.exact = k, exact  # primitives emitted with their shared template
-        self.inputs = k.inputs
+        # array constants counting 0, 1, ... along one axis (the iota of a one-hot compare
+        # `labels[:, None] == np.arange(n)`, a gather's VJP): the loop index, not a load
+        loaded = {self.key(e.inputs[0]) for e in k.eqns if e.prim.load is not None}
+        self.iotas = {self.key(a): ax for a in k.inputs if isinstance(a, Literal) and
+                      self.key(a) not in loaded and (ax := iota_axis(a.val)) is not None}
+        self.inputs = [a for a in k.inputs if self.key(a) not in self.iotas]
         self.in_names = {self.key(a): f"a{i}" for i, a in enumerate(self.inputs)}
         self.out_names = {v.id: f"o{i}" for i, v in enumerate(k.outputs)}
         self.consts: list[str] = []
@@ -163,6 +180,8 @@ class KernelSource:
             return f"v{a.id}"
         shape = a.aval.shape
         off = len(out_amap) - len(shape)
+        if self.key(a) in self.iotas:
+            return f"{scalar_type(a.aval.dtype)}(i{out_amap[off + self.iotas[self.key(a)]]})"
         amap = tuple(None if d == 1 else out_amap[off + i] for i, d in enumerate(shape))
         name = self.in_names[self.key(a)]
         if all(ax is None for ax in amap):  # loop-invariant: load once, before the loops
@@ -371,9 +390,10 @@ class KernelSource:
             self.emit_pass(p, reds, stored, accs, body, stash, loaded, ind)
 
     def emit_pass(self, p, reds, stored, accs, body, stash, loaded, ind) -> None:
-        """One pass over the row. Max/min/prod reductions keep LANES partials along the last
-        inner axis: a NaN-exact max cannot be reordered by LLVM, but LANES independent chains
-        vectorize (5x faster on a 1000-wide row max)."""
+        """One pass over the row. Reductions with Reduce.lanes (a CPU row prod) keep LANES
+        independent partials along the last inner axis (Numba runs no SLP vectorizer: they
+        are scalar chains, independent for the CPU's pipelines); max/min and sums vectorize
+        through their combines (vm.rmax, vm.radd)."""
         k = self.k
         self.hoist_to, self.hoist_axes, at = {}, set(self.inner), len(self.lines)
         laned = [r for r in reds if r.prim.emit.lanes] if self.lanes else []

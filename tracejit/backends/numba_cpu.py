@@ -21,7 +21,7 @@ import numpy as np
 from .. import config, fusion
 from ..ir import Literal, Var
 from ..primitives import CONTRACT
-from .kernel_cache import TieredKernel, wait_compiled  # noqa: F401  (api.wait_compiled)
+from .kernel_cache import TieredKernel, first_call, wait_compiled  # noqa: F401  (api.wait_compiled)
 from .loopgen import KernelSource, canonical_names, scalar_type
 
 # small inputs run serially: a parallel launch costs more than the loop below this size
@@ -57,7 +57,7 @@ class CpuKernelSource(KernelSource):
     over fixed chunks of it when there are accumulators), the shared loops inside."""
 
     backend = BACKEND
-    lanes = True  # max/min/prod row reductions in LANES partials (see loopgen.emit_pass)
+    lanes = True  # prod row reductions in LANES partials (see loopgen.emit_pass)
     block = BLOCK  # float32 sums in blocks (see loopgen.open_blocked)
     interchange = True  # kept axes after the reduced ones inside the row pass (loopgen)
 
@@ -353,6 +353,10 @@ class Executable:
 
     def __call__(self, *args):
         return self.run(*args)
+
+    def first_call(self):
+        """The context of this executable's first call (its kernels' tiered compiles wait)."""
+        return first_call()
 
     def explain(self) -> str:
         parts = [fusion.describe(self.items), "--- driver ---", self.driver_source]

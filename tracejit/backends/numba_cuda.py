@@ -180,7 +180,7 @@ class _CudaKernelSource(KernelSource):
     (partials -> accumulators -> epilogue), around the shared generator's loops."""
 
     backend = BACKEND
-    lanes = False  # the CPU's vector lanes for row max/min/prod: threads do that here
+    lanes = False  # the CPU's partials for a row prod (Reduce.lanes): threads do that here
 
     def __init__(self, k: fusion.Kernel) -> None:
         super().__init__(k)

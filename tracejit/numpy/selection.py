@@ -12,8 +12,8 @@ __all__ = ["choose"]
 
 
 def choose(a, choices, out=None, mode="raise"):
-    """np.choose; mode 'raise' checks the indices once per call (a traced index out of
-    [0, n) raises IndexError: NumPy's is a ValueError), 'wrap' and 'clip' as NumPy."""
+    """np.choose; mode 'raise' checks the indices once per call (an index out of [0, n)
+    raises NumPy's ValueError), 'wrap' and 'clip' as NumPy."""
     choices = list(choices)
     if is_concrete(a, *choices):
         return np.choose(a, choices, out=out, mode=mode)
@@ -33,7 +33,7 @@ def choose(a, choices, out=None, mode="raise"):
         idx = clip(idx, 0, n - 1)
     elif not is_concrete(a):  # negatives are errors too: moved out of range first
         idx = index_check_p.bind(where(less(idx, 0), n, idx), size=n, axis=0,
-                                 where=user_frame())
+                                 where=user_frame(), choice=True)
     out = choices[n - 1] if n > 1 else where(equal(idx, 0), choices[0], choices[0])
     for k in range(n - 2, -1, -1):
         out = where(equal(idx, k), choices[k], out)

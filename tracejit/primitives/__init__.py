@@ -42,8 +42,8 @@ LOOP, STEP = "loop", "step"
 @dataclass(frozen=True)
 class Reduce:
     """How a backend emits a reduction: the start value for a dtype and the combine step.
-    `lanes`: a CPU row reduction keeps a vector of partials (LLVM cannot reorder a NaN-exact
-    max, but independent chains vectorize); False where LLVM vectorizes the combine itself.
+    `lanes`: a CPU row reduction keeps LANES independent partials (loopgen.emit_pass);
+    False where LLVM vectorizes the combine itself (sums, and max/min through llvm.maximum).
     `wide`: float32 partials are carried in float64 (a sum, whose float32 rounding error grows
     with its length; a max is exact)."""
     identity: Callable[[np.dtype], Any]  # e.g. lambda dtype: 0; a Python scalar

@@ -88,7 +88,8 @@ def _highest(dtype: np.dtype):
 
 
 # the CPU combines carry 'reassoc' (vm.radd, vm.rmul): LLVM vectorizes a sum by itself;
-# NaN-exact max/min and prod keep vector lanes of partials in a row (Reduce.lanes)
+# max/min combine through llvm.maximum/minimum (vm.rmax, vm.rmin), NaN-exact and vectorized by
+# LLVM too (lanes=False); prod keeps independent partials in a row (Reduce.lanes)
 reduce_sum_p = defprim("reduce_sum", REDUCE, numpy=("sum",),
                        shape=_reduce_shape, impl=_np_reduce(np.sum),
                        vjp=_sum_vjp, jvp=_sum_jvp,
@@ -97,13 +98,13 @@ reduce_sum_p = defprim("reduce_sum", REDUCE, numpy=("sum",),
 reduce_max_p = defprim("reduce_max", REDUCE, numpy=("max", "amax"),
                        shape=_reduce_shape, impl=_np_reduce(np.max),
                        vjp=_extremum_vjp, jvp=_extremum_jvp,
-                       emit=Reduce(_lowest, MAX_EMIT.format("{x}", "{acc}")),
-                       emit_for={"numba_cpu": "vm.maximum({acc}, {x})"}, domain=ANY, fusion=LOOP)
+                       emit=Reduce(_lowest, MAX_EMIT.format("{x}", "{acc}"), lanes=False),
+                       emit_for={"numba_cpu": "vm.rmax({acc}, {x})"}, domain=ANY, fusion=LOOP)
 reduce_min_p = defprim("reduce_min", REDUCE, numpy=("min", "amin"),
                        shape=_reduce_shape, impl=_np_reduce(np.min),
                        vjp=_extremum_vjp, jvp=_extremum_jvp,
-                       emit=Reduce(_highest, MIN_EMIT.format("{x}", "{acc}")),
-                       emit_for={"numba_cpu": "vm.minimum({acc}, {x})"}, domain=ANY, fusion=LOOP)
+                       emit=Reduce(_highest, MIN_EMIT.format("{x}", "{acc}"), lanes=False),
+                       emit_for={"numba_cpu": "vm.rmin({acc}, {x})"}, domain=ANY, fusion=LOOP)
 reduce_prod_p = defprim("reduce_prod", REDUCE, numpy=("prod",),
                         shape=_reduce_shape, impl=_np_reduce(np.prod),
                         vjp=_prod_vjp, jvp=_prod_jvp,

@@ -36,6 +36,7 @@ pow        0.50     0.90     float64: for |y ln x| <= ~40; up to 15 ulp as |y ln
 sqrt       0.5      0.5      math.sqrt = llvm.sqrt intrinsic, vectorizes (vsqrtps/pd)
 maximum    exact    exact    NaN if either is NaN; ties return the 2nd argument (NumPy)
 minimum    exact    exact
+rmax/rmin  exact    exact    reduction combines (llvm.maximum/minimum: vectorized reductions)
 =========  =======  =======  ==========================================================
 
 float32 ``pow`` is the one function computed in float64: y*log(x) needs ~30 bits more than
@@ -57,7 +58,7 @@ from numba import types
 from numba.extending import overload
 
 from . import explog, trig
-from .intrinsics import JIT_OPTIONS, isnan, kernel, where
+from .intrinsics import JIT_OPTIONS, fmaximum, fminimum, isnan, kernel, where
 from .trig import TRIG_MAX  # noqa: F401  (the Numba backend's RANGE_LIMITS)
 
 __all__ = [
@@ -69,6 +70,8 @@ __all__ = [
     "maximum",
     "minimum",
     "pow",
+    "rmax",
+    "rmin",
     "sigmoid",
     "sin",
     "softplus",
@@ -107,6 +110,16 @@ def radd(acc, x):
 def rmul(acc, x):
     """acc * x, reassociable: a product accumulator."""
     return acc * x
+
+
+@kernel
+def _rmax(acc, x):
+    return fmaximum(acc, x)
+
+
+@kernel
+def _rmin(acc, x):
+    return fminimum(acc, x)
 
 
 # --------------------------------------------------------------------------------------
@@ -207,3 +220,10 @@ maximum = _binary("maximum", "np.maximum: NaN if either argument is NaN.",
                   {32: _maximum, 64: _maximum, "int": _maximum})
 minimum = _binary("minimum", "np.minimum: NaN if either argument is NaN.",
                   {32: _minimum, 64: _minimum, "int": _minimum})
+# max/min reduction combines: floats through llvm.maximum/minimum, which LLVM vectorizes as a
+# reduction (NaN-exact: NaN if any element is NaN; a tie of -0 and +0 gives +0 for max, -0
+# for min, where NumPy's pairwise order gives either); integers as maximum/minimum
+rmax = _binary("rmax", "max(acc, x) as a reduction combine: NaN if either is NaN.",
+               {32: _rmax, 64: _rmax, "int": _maximum})
+rmin = _binary("rmin", "min(acc, x) as a reduction combine: NaN if either is NaN.",
+               {32: _rmin, 64: _rmin, "int": _minimum})

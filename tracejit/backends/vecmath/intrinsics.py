@@ -57,6 +57,11 @@ rint = _float_intrinsic("rint", 1)
 floor = _float_intrinsic("floor", 1)
 fabs = _float_intrinsic("fabs", 1)
 copysign = _float_intrinsic("copysign", 2)
+# llvm.maximum / llvm.minimum: NaN if either is NaN, -0 < +0. Associative and commutative as
+# they are, so the loop vectorizer splits a reduction through them into vector lanes with no
+# fast-math flag (not so a select of a compare: its NaN order would change).
+fmaximum = _float_intrinsic("maximum", 2)
+fminimum = _float_intrinsic("minimum", 2)
 # fmuladd: fused when the target has FMA, separate mul+add otherwise (never a libm call).
 fmuladd = _float_intrinsic("fmuladd", 3)
 # fma: always fused (a libm call on targets without FMA); only pow's error-free product uses it.
