@@ -304,7 +304,8 @@ def print_table(recs: list[dict], overhead_s: dict, args) -> None:
     base = next((r["median_s"] for r in recs if r["peer"] == "tracejit" and "median_s" in r),
                 None)
     print(f"\nW13  logistic loss value+grad, X float32[{args.rows:.2g}, {args.cols}] "
-          f"({args.rows * args.cols * 4 / 1e9:.2f} GB) in {args.chunks} chunks, grad w[{args.cols}]")
+          f"({args.rows * args.cols * 4 / 1e9:.2f} GB) in {args.chunks} chunks, "
+          f"grad w[{args.cols}]")
     print(f"  {'peer':<20}{'median ms':>10}{'min ms':>9}{'/tracejit':>10}{'first call':>12}"
           f"{'others':>8}  status / check")
     for r in recs:

@@ -42,7 +42,8 @@ class NotApplicable(Exception):
 #
 # F provides: tanh, sin, exp, log, round, sum(x, axis=None), mean(x), amax(x, axis, keepdims),
 # stop_gradient, pick(L, labels) = L[arange(n), labels], rows(E, idx) = E[idx] (W7, W8:
-# defined with their data and hand-written peers in workloads_index.py). Arithmetic and @ are the array type's own operators.
+# defined with their data and hand-written peers in workloads_index.py), scan(f, init, xs)
+# (W11, W12: workloads_loops.py). Arithmetic and @ are the array type's own operators.
 
 
 def loss_w1(F, x):
@@ -742,26 +743,51 @@ def build_torch_compile(wl: Workload, data: dict) -> Built:
 # ---- Dr.Jit (LLVM backend with AD) ---------------------------------------------------------
 
 
+# workloads whose 1-D arrays enter a tensor matmul (TensorXf @ Float is not defined): they
+# are passed as 1-D TensorXf instead of flat Float arrays
+DRJIT_TENSOR_VECTORS = {"W8"}
+
+
 def _drjit_ops(dr):
     return SimpleNamespace(
         tanh=dr.tanh, sin=dr.sin, exp=dr.exp, log=dr.log, round=dr.round,
         sum=lambda x, axis=None: dr.sum(x) if axis is None else dr.sum(x, axis=axis),
         mean=dr.mean,
         amax=lambda x, axis, keepdims: dr.max(x, axis=axis, keepdims=keepdims),
-        stop_gradient=dr.detach)
+        stop_gradient=dr.detach, pick=functools.partial(_drjit_pick, dr),
+        rows=functools.partial(_drjit_rows, dr))
+
+
+def _drjit_pick(dr, L, labels):
+    """L[arange(n), labels] for a TensorXf L and a TensorXu of labels: one dr.gather."""
+    from drjit.llvm.ad import Float, TensorXf, UInt32
+    n, c = L.shape
+    flat = dr.arange(UInt32, n) * c + labels.array
+    return TensorXf(dr.gather(Float, L.array, flat), (n,))
+
+
+def _drjit_rows(dr, E, idx):
+    """E[idx] (rows of a TensorXf E; idx a TensorXu of any shape): one dr.gather."""
+    from drjit.llvm.ad import Float, TensorXf, UInt32
+    d = E.shape[1]
+    k = dr.width(idx.array)
+    flat = dr.repeat(idx.array * d, d) + dr.tile(dr.arange(UInt32, d), k)
+    return TensorXf(dr.gather(Float, E.array, flat), tuple(idx.shape) + (d,))
 
 
 def build_drjit(wl: Workload, data: dict) -> Built:
     if wl.is_transform:
         raise NotApplicable("no vmap / forward-over-reverse transformation to compare")
     import drjit as dr
-    from drjit.llvm.ad import Float, TensorXf
+    from drjit.llvm.ad import Float, TensorXf, TensorXu
 
     F = _drjit_ops(dr)
 
     def convert(a):
         a = np.asarray(a)
-        if a.ndim == 1:
+        if a.dtype.kind in "iu":  # indices (W7's labels, W8's rows): a UInt32 tensor
+            return TensorXu(a.astype(np.uint32))
+        if a.ndim == 1 and wl.key not in DRJIT_TENSOR_VECTORS:
             return Float(a)
         if a.ndim == 0:
             return Float(float(a))

@@ -198,13 +198,5 @@ def register() -> None:
         lambda d: d["y"].size * int(math.sqrt(d["idx"].shape[1])), numba_kernel="w8")
     W.NUMBA_BUILDERS.update(w7=_numba_w7, w8=_numba_w8)
     W.NUMBA_CALLABLES.update(w7=_callable_w7_fresh, w8=_callable_w8)
-    drjit = W.PEERS["drjit"]
-    plain = drjit.build
-
-    def build_drjit(wl, data):  # Dr.Jit gathers/scatters on tensors: not written yet
-        if wl.key in ("W7", "W8"):
-            raise W.NotApplicable("F.pick / F.rows not written for Dr.Jit tensors yet")
-        return plain(wl, data)
-    drjit.build = build_drjit
     W.PEERS["torch-ce"] = W.Peer("torch-ce", "PyTorch eager F.cross_entropy (W7 only)",
                                  ("torch",), build_torch_ce, threads=W._torch_threads)

@@ -92,7 +92,8 @@ def test_cuda_matches_interpreter(name, grad):
 
 
 # JAX as a second oracle: every case with TRACEJIT_LONG=1, a few in CI (time)
-JAX_CASES = sorted(CASES) if os.environ.get("TRACEJIT_LONG") else ["choose", "corrcoef", "cov_weights", "einsum_ellipsis"]
+JAX_CASES = sorted(CASES) if os.environ.get("TRACEJIT_LONG") else \
+    ["choose", "corrcoef", "cov_weights", "einsum_ellipsis"]
 
 
 @pytest.mark.parametrize("name", JAX_CASES)

@@ -46,7 +46,8 @@ def test_printer_params_literals_and_dtypes():
     assert re.search(r"c:f64\[2,1\] = reduce_sum\[axes=\(1,\)\] b", text), text
     assert re.search(r":bool\[2\] = gt ", text), text
     for line in text.splitlines()[1:-1]:  # every equation: `<outs> = <prim>[<params>] <atoms>`
-        assert re.fullmatch(r"    ([a-z]+:[a-z0-9]+\[[0-9,]*\] ?)+ = [a-z_]+(\[.*\])? .+", line), line
+        assert re.fullmatch(r"    ([a-z]+:[a-z0-9]+\[[0-9,]*\] ?)+ = [a-z_]+(\[.*\])? .+",
+                            line), line
 
 
 def test_printer_scalar_and_array_constants():

@@ -117,7 +117,8 @@ def test_jvp_vmap_and_second_order():
 
 
 # JAX as a second oracle: every case with TRACEJIT_LONG=1, a few in CI (time)
-JAX_CASES = sorted(CASES) if os.environ.get("TRACEJIT_LONG") else ["cholesky", "matrix_norms", "slogdet", "solve_batched"]
+JAX_CASES = sorted(CASES) if os.environ.get("TRACEJIT_LONG") else \
+    ["cholesky", "matrix_norms", "slogdet", "solve_batched"]
 
 
 @pytest.mark.parametrize("name", JAX_CASES)

@@ -76,7 +76,8 @@ def test_cuda_matches_interpreter(name):
 
 
 # JAX as a second oracle: every case with TRACEJIT_LONG=1, a few in CI (time)
-JAX_CASES = sorted(CASES) if os.environ.get("TRACEJIT_LONG") else ["log_softmax", "logsumexp_b_sign", "softmax"]
+JAX_CASES = sorted(CASES) if os.environ.get("TRACEJIT_LONG") else \
+    ["log_softmax", "logsumexp_b_sign", "softmax"]
 
 
 @pytest.mark.parametrize("name", JAX_CASES)

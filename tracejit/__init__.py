@@ -26,6 +26,7 @@ from .remat import checkpoint, remat
 from .errors import (
                      ArgnumsError,
                      ArgumentError,
+                     ChoiceError,
                      GradientError,
                      OutOfBoundsError,
                      ShapeError,
@@ -37,6 +38,7 @@ from .errors import (
 __all__ = [
                      "ArgnumsError",
                      "ArgumentError",
+                     "ChoiceError",
                      "GradientError",
                      "OutOfBoundsError",
                      "ShapeError",

@@ -482,7 +482,8 @@ scan_p = defprim("scan", LOOP_KIND, shape=_scan_shape, impl=_scan_impl, vjp=_sca
 
 
 while_p = defprim("while", LOOP_KIND, shape=_while_shape, impl=_while_impl, vjp=_while_vjp,
-                  vjp_fwd=_while_vjp_fwd, jvp=_while_jvp, batch=_while_batch, multiple_results=True, step=_loop_step)
+                  vjp_fwd=_while_vjp_fwd, jvp=_while_jvp, batch=_while_batch,
+                  multiple_results=True, step=_loop_step)
 
 
 def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = False,

@@ -203,7 +203,8 @@ class _CudaKernelSource(KernelSource):
         """A new shared array of BLOCK values, declared at the kernel's top."""
         name = f"shm{self.n_shared}"
         self.n_shared += 1
-        self.lines.insert(self.header, f"    {name} = cuda.shared.array(BLOCK, {scalar_type(dtype)})")
+        self.lines.insert(self.header,
+                          f"    {name} = cuda.shared.array(BLOCK, {scalar_type(dtype)})")
         return name
 
     def _row_level(self, var_id: int) -> bool:

@@ -1,7 +1,7 @@
 """np.linalg: solve inv det slogdet cholesky (LAPACK steps, primitives/linalg.py) and norm
-(vectors and matrices; the 2-norm and nuclear norm from singular values), on stacked matrices with NumPy's dtypes (float32 stays float32, integers become
-float64) and NumPy's errors (LinAlgError for a singular or non-positive-definite matrix, raised
-when the step runs)."""
+(vectors and matrices; the 2-norm and nuclear norm from singular values), on stacked matrices
+with NumPy's dtypes (float32 stays float32, integers become float64) and NumPy's errors
+(LinAlgError for a singular or non-positive-definite matrix, raised when the step runs)."""
 from __future__ import annotations
 
 import builtins

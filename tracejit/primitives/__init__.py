@@ -7,10 +7,10 @@ emitted for it (`emit`, with per-backend overrides in `emit_for`), how fusion tr
 NumPy form for CPU steps (`view`) and a gather loop body for GPU steps (`gather`).
 
 Kinds: UNARY/BINARY/SELECT are elementwise; REDUCE reduces over `axes` keeping them as size-1
-dims (keepdims=False is a reshape after it); LAYOUT moves data; CONTRACT is matmul; INDEX reads or updates at
-integer index arrays (gathers and scatters: an operand, its indices, maybe updates); LINALG
-is a LAPACK routine over the last two axes of stacked matrices (solve, inv, det, cholesky);
-SCAN is a recurrence along one axis (cumsum, cumprod).
+dims (keepdims=False is a reshape after it); LAYOUT moves data; CONTRACT is matmul; INDEX reads
+or updates at integer index arrays (gathers and scatters: an operand, its indices, maybe
+updates); LINALG is a LAPACK routine over the last two axes of stacked matrices (solve,
+inv, det, cholesky); SCAN is a recurrence along one axis (cumsum, cumprod).
 """
 from __future__ import annotations
 
