@@ -153,6 +153,32 @@ def test_numba_loop_allocates_nothing_per_step_and_is_cached():
         np.testing.assert_array_equal(a, b)
 
 
+def test_numba_loop_runs_large_kernels_in_parallel():
+    """A body kernel over at least SERIAL_BELOW elements is the kernel's parallel variant
+    inside the loop (small ones, and bodies that call BLAS, stay serial); same numbers."""
+    from tracejit.backends import get_backend
+    from tracejit.backends.numba_cpu import SERIAL_BELOW
+    from tracejit.backends.numba_loops import compiled_scan
+    from tracejit.dispatch import lower
+    from tracejit.passes import simplify
+    be = get_backend("numba")
+    n = 256
+    assert n * n >= SERIAL_BELOW > 16 * 16
+    rng = np.random.default_rng(3)
+    for size, variant in ((n, "_par as K"), (16, "_ser as K")):
+        h = rng.standard_normal(size)
+        W = rng.standard_normal((size, size)) / size
+        b = rng.standard_normal(size)
+        graph = tj.make_ir(lambda h, W, b: euler(h, W, b, 4))(h, W, b)
+        eqn = next(e for e in graph.eqns if e.prim.name == "scan")
+        plan, _ = lower(simplify(eqn.params["body"]), be)
+        run = compiled_scan(eqn, plan, be)
+        assert variant in run.source, run.source
+        got = tj.jit(lambda h, W, b: euler(h, W, b, 4), backend="numba")(h, W, b)
+        want = tj.jit(lambda h, W, b: euler(h, W, b, 4), backend="interpreter")(h, W, b)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_numba_loop_carries_that_alias():
     """Carries the body swaps, duplicates or leaves unchanged, ys that are a carry or a
     constant: each carry keeps its own buffer (the loop copies where it cannot swap)."""
