@@ -1,13 +1,14 @@
-"""Contraction: matmul (the `matmul` primitive, BLAS in the backends), dot, outer, inner."""
+"""Contraction: matmul (the `matmul` primitive, BLAS in the backends) and outer (np.dot and
+np.inner of any rank are tensordots: numpy/einsum.py)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import ShapeError, user_error
 from ..primitives.contraction import matmul_p
-from ..tracing import Tracer, unsupported
+from ..tracing import Tracer
 from .elementwise import multiply
-from .layout import ndim, reshape, squeeze
+from .layout import reshape, squeeze
 from .promotion import asarray, cast_all, is_concrete, result_dtype
 
 
@@ -30,23 +31,7 @@ def matmul(a, b):
     return out
 
 
-def dot(a, b):
-    if is_concrete(a, b):
-        return np.dot(a, b)
-    if np.ndim(a) == 0 or np.ndim(b) == 0:
-        return multiply(a, b)
-    if np.ndim(a) > 2 or np.ndim(b) > 2:
-        raise unsupported("np.dot on arrays with more than 2 dimensions", "use np.matmul / @.")
-    return matmul(a, b)
-
-
 def outer(a, b):
     return multiply(reshape(a, (-1, 1)), reshape(b, (1, -1)))
-
-
-def inner(a, b):
-    if ndim(a) == 1 and ndim(b) == 1:
-        return matmul(a, b)
-    raise unsupported("np.inner on arrays with more than 1 dimension", "use np.matmul / @.")
 
 

@@ -1,4 +1,4 @@
-"""einsum and tensordot as composites: contractions go to matmul (BLAS), the rest
+"""einsum, tensordot, dot and inner as composites: contractions go to matmul (BLAS), the rest
 (diagonals of repeated indices, sums of indices only one operand has, transposes) are
 layout and reduction primitives that fuse.
 
@@ -18,13 +18,14 @@ import numpy as np
 
 from ..errors import ShapeError, user_error
 from .contraction import matmul
+from .elementwise import multiply
 from .layout import broadcast_to, reshape, transpose
 from .numerical import diagonal
 from .promotion import asarray, is_concrete, result_dtype
 from .promotion import astype as _astype
 from .reductions import sum as _sum
 
-__all__ = ["einsum", "tensordot"]
+__all__ = ["dot", "einsum", "inner", "tensordot"]
 
 
 def _parse(subscripts: str, ndims: list[int]) -> tuple[list[str], str]:
@@ -148,3 +149,24 @@ def tensordot(a, b, axes=2):
     out = [c for k, c in enumerate(ta) if k not in ia] + \
         [c for k, c in enumerate(tb) if k not in ib]
     return einsum(f"{''.join(ta)},{''.join(tb)}->{''.join(out)}", a, b)
+
+
+def dot(a, b):
+    """NumPy's dot: a product for a scalar, matmul up to 2-D, else the sum over a's last
+    axis and b's second-to-last (b's last when b is 1-D)."""
+    if is_concrete(a, b):
+        return np.dot(a, b)
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        return multiply(a, b)
+    if np.ndim(a) <= 2 and np.ndim(b) <= 2:
+        return matmul(a, b)
+    return tensordot(a, b, ([-1], [-2 if np.ndim(b) > 1 else -1]))
+
+
+def inner(a, b):
+    """NumPy's inner: the sum over both operands' last axes (a product for a scalar)."""
+    if is_concrete(a, b):
+        return np.inner(a, b)
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        return multiply(a, b)
+    return tensordot(a, b, ([-1], [-1]))
