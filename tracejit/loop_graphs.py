@@ -183,6 +183,39 @@ def split_joint(joint: Graph, n_primal: int, grads: list, checkpoint: bool, n_co
     return fwd, kept[::-1], residuals, invariant
 
 
+def loop_body_vjp(body: Graph, act: list, want: list, n_consts: int, n_carry: int,
+                  checkpoint: bool = False) -> dict:
+    """A loop body's VJP cut for a loop (scan and while alike; body inputs: consts, carries,
+    x slices). Gradients go to the active inputs (a carry only where its cotangent is
+    wanted); the residuals are sorted by where the loop finds them: `res_c` a const (the
+    loop's operand at `pos`), `res_i` an invariant of the consts alone (computed once, by the
+    graph `inv`), `res_x` an x slice, `res_s` stored per step. Keys: joint, grads, wrt,
+    wanted, fwd, bwd, pos, res_c, res_i, res_x, res_s, inv."""
+    from .autodiff import _active_vars
+    nc, nk, n_in = n_consts, n_carry, len(body.inputs)
+    active = _activity(body, list(act), nc, nk)
+    act_vars = _active_vars(body, [i for i, a in enumerate(active) if a])
+    want_out = [w and isinstance(o, Var) and o.id in act_vars
+                for w, o in zip(want, body.outputs)]
+    want_out = _wanted_carries(body, want_out, active, nc, nk)
+    wrt = [i for i in range(n_in)
+           if active[i] and not (nc <= i < nc + nk and not want_out[i - nc])]
+    wanted = [i for i, w in enumerate(want_out) if w]
+    joint, grads = body_vjp(body, wrt, wanted)
+    fwd, bwd, res, invariant = split_joint(joint, n_in, [g for g in grads if g is not None],
+                                           checkpoint, nc)
+    pos = {v.id: i for i, v in enumerate(joint.inputs[:n_in])}
+    res_c = [r for r in res if pos.get(r.id, nc) < nc]
+    res_i = [r for r in res if r.id in invariant and r.id not in pos]
+    res_x = [r for r in res if pos.get(r.id, -1) >= nc + nk]
+    res_s = [r for r in res if r not in res_c and r not in res_x and r not in res_i]
+    inv = Graph(list(joint.inputs[:nc]),
+                [e for e in fwd if all(v.id in invariant for v in e.outputs)], res_i)
+    return {"joint": joint, "grads": grads, "wrt": wrt, "wanted": wanted, "fwd": fwd,
+            "bwd": bwd, "pos": pos, "res_c": res_c, "res_i": res_i, "res_x": res_x,
+            "res_s": res_s, "inv": inv}
+
+
 class _ScanResiduals:
     """What a scan's forward half hands its backward half."""
 

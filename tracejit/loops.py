@@ -29,7 +29,6 @@ from .errors import ShapeError, TracejitError, user_error
 from .ir import Aval, Eqn, Graph, Literal, Var, eval_graph
 from .loop_graphs import (
     LOOP_KIND,
-    _activity,
     _as_operand,
     _batch_size,
     _batched_graph,
@@ -42,10 +41,8 @@ from .loop_graphs import (
     _ScanResiduals,
     _trace_body,
     _traced_loop_body,
-    _wanted_carries,
     _zeros_like_aval,
-    body_vjp,
-    split_joint,
+    loop_body_vjp,
 )
 from .primitives import defprim, is_float
 from .primitives.elementwise import add_p, convert_p, select_p
@@ -74,35 +71,16 @@ def _scan_impl(*args, body, n_consts, n_carry, length, reverse, checkpoint):
 def _scan_vjp_fwd(act, want, *args, body, n_consts, n_carry, length, reverse, checkpoint):
     nc, nk = n_consts, n_carry
     n_in, ny = len(body.inputs), len(body.outputs) - nk
-    active = _activity(body, list(act), nc, nk)
-    from .autodiff import _active_vars
-    act_vars = _active_vars(body, [i for i, a in enumerate(active) if a])
-    want_out = [w and isinstance(o, Var) and o.id in act_vars
-                for w, o in zip(want, body.outputs)]
-    want_out = _wanted_carries(body, want_out, active, nc, nk)
-    want_k = want_out[:nk]
-    wrt = [i for i in range(n_in) if active[i] and not (nc <= i < nc + nk and not want_k[i - nc])]
-    wanted = [i for i, w in enumerate(want_out) if w]
-    joint, grads = body_vjp(body, wrt, wanted)
-    fwd, bwd, res, invariant = split_joint(joint, n_in, [g for g in grads if g is not None],
-                                           checkpoint, nc)
     # residuals: a const or an x slice is read from the loop's own inputs, an invariant is
-    # computed once from the consts; the rest is stacked per step
-    pos = {v.id: i for i, v in enumerate(joint.inputs[:n_in])}
-    res_c = [r for r in res if pos.get(r.id, nc) < nc]
-    res_i = [r for r in res if r.id in invariant and r.id not in pos]
-    res_x = [r for r in res if pos.get(r.id, -1) >= nc + nk]
-    res_s = [r for r in res if r not in res_c and r not in res_x and r not in res_i]
-    inv = Graph(list(joint.inputs[:nc]), [e for e in fwd if all(
-        v.id in invariant for v in e.outputs)], res_i)
-    primal_outs = joint.outputs[:nk + ny]
-    fbody = Graph(list(joint.inputs[:n_in]), fwd, list(primal_outs) + res_s)
+    # computed once from the consts; the rest (res_s) is stacked per step
+    parts = loop_body_vjp(body, act, want, nc, nk, checkpoint)
+    joint = parts["joint"]
+    fbody = Graph(list(joint.inputs[:n_in]), parts.pop("fwd"),
+                  list(joint.outputs[:nk + ny]) + parts["res_s"])
     outs = scan_p.bind(*args, body=fbody, n_consts=nc, n_carry=nk, length=length,
                        reverse=reverse, checkpoint=checkpoint)
     return list(outs[:nk + ny]), _ScanResiduals(
-        args=args, stacked=list(outs[nk + ny:]), joint=joint, grads=grads, wrt=wrt,
-        wanted=wanted, bwd=bwd, res_c=res_c, res_i=res_i, inv=inv, res_x=res_x, res_s=res_s,
-        pos=pos,
+        args=args, stacked=list(outs[nk + ny:]), **parts,
         like=outs[0], params={"n_consts": nc, "n_carry": nk, "length": length,
                               "reverse": reverse, "checkpoint": checkpoint})
 

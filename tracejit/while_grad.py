@@ -29,15 +29,13 @@ import numpy as np
 from .ir import Aval, Eqn, Graph, Literal, Var, eval_graph
 from .loop_graphs import (
     LOOP_KIND,
-    _activity,
     _batch_size,
     _batched_graph,
     _leaf_aval,
     _retrace_graph,
-    _wanted_carries,
     _zeros_like_aval,
     body_vjp,
-    split_joint,
+    loop_body_vjp,
 )
 from .primitives import REGISTRY, defprim, is_float
 from .primitives.elementwise import add_p, select_p
@@ -51,23 +49,13 @@ def backward(gs, r):
     `while_vjp` equation."""
     body, nc, nb = r.body, r.n_cond, r.n_body
     nk, n_in = len(body.outputs), len(body.inputs)
-    from .autodiff import _active_vars
-    active = _activity(body, list(r.act[nc:]), nb, nk)
-    act_vars = _active_vars(body, [i for i, a in enumerate(active) if a])
-    want = [w and isinstance(o, Var) and o.id in act_vars for w, o in zip(r.want, body.outputs)]
-    want = _wanted_carries(body, want, active, nb, nk)
-    wrt = [i for i in range(n_in) if active[i] and (i < nb or want[i - nb])]
-    ct_k = [i for i in range(nk) if want[i]]  # the wanted carries: a cotangent carry each
-    joint, grads = body_vjp(body, wrt, ct_k)
-    fwd, bwd, res, invariant = split_joint(joint, n_in, [g for g in grads if g is not None],
-                                           False, nb)
     # residuals: a body const is read from the loop's operands, an invariant (of the consts
-    # alone) is computed once, here; the rest is pushed on the tape at each step
-    pos = {v.id: i for i, v in enumerate(joint.inputs[:n_in])}
-    res_c = [v for v in res if pos.get(v.id, nb) < nb]
-    res_i = [v for v in res if v.id in invariant and v.id not in pos]
-    res_s = [v for v in res if v not in res_c and v not in res_i]
-    fgraph = Graph(list(joint.inputs[:n_in]), fwd, list(joint.outputs[:nk]) + res_s)
+    # alone) is computed once, here; the rest (res_s) is pushed on the tape at each step
+    p = loop_body_vjp(body, r.act[nc:], r.want, nb, nk)
+    joint, grads, wrt, bwd, pos = p["joint"], p["grads"], p["wrt"], p["bwd"], p["pos"]
+    res_c, res_i, res_s = p["res_c"], p["res_i"], p["res_s"]
+    ct_k = p["wanted"]  # the wanted carries: a cotangent carry each
+    fgraph = Graph(list(joint.inputs[:n_in]), p["fwd"], list(joint.outputs[:nk]) + res_s)
     seed_of = dict(zip(ct_k, joint.inputs[n_in:]))
     grad_of = dict(zip(wrt, grads))
     eqns = list(bwd)
@@ -89,9 +77,8 @@ def backward(gs, r):
     fgraph, cond, keep = _needed_carries(fgraph, r.cond, nc, nb, nk)
     bk = [args[nc + pos[v.id]] for v in res_c]
     if res_i:
-        inv = Graph(list(joint.inputs[:nb]), [e for e in fwd if all(
-            v.id in invariant for v in e.outputs)], res_i)
-        bk += eval_graph(inv, args[nc:nc + nb], literal=lambda atom: Tracer(r.like._trace, atom))
+        bk += eval_graph(p["inv"], args[nc:nc + nb],
+                         literal=lambda atom: Tracer(r.like._trace, atom))
     state = [gs[i] if gs[i] is not None else _zeros_like_aval(r.like, body.outputs[i].aval)
              for i in ct_k]
     state += [_zeros_like_aval(r.like, a.aval) for a in acc_in]
