@@ -109,13 +109,14 @@ def test_gradient_matches_jax(name):
 
 
 def test_choose_out_of_range_raises():
+    assert issubclass(tj.ChoiceError, ValueError)  # NumPy's error type, tracejit's subclass
     with pytest.raises(ValueError, match="invalid entry"):
         tj.jit(lambda x: np.choose(IDX + 1, [x, x, x]))(X)
-    with pytest.raises(ValueError, match="invalid entry"):  # traced: checked once per call
+    with pytest.raises(tj.ChoiceError, match="invalid entry"):  # traced: checked once per call
         tj.jit(lambda x, i: np.choose(i, [x, x]))(X, IDX)
-    with pytest.raises(ValueError, match="invalid entry"):  # negatives too, as in NumPy
+    with pytest.raises(tj.ChoiceError, match="invalid entry"):  # negatives too, as in NumPy
         tj.jit(lambda x, i: np.choose(i, [x, x, x]))(X, -IDX)
-    with pytest.raises(ValueError, match="invalid entry"):  # the CUDA backend's host check
+    with pytest.raises(tj.ChoiceError, match="invalid entry"):  # the CUDA backend's host check
         tj.jit(lambda x, i: np.choose(i, [x, x]), device="cuda")(X, IDX)
 
 
