@@ -21,6 +21,7 @@ import numpy as np
 from .. import config, fusion
 from ..ir import Literal, Var
 from ..primitives import CONTRACT
+from . import blas
 from .kernel_cache import TieredKernel, first_call, wait_compiled  # noqa: F401  (api.wait_compiled)
 from .loopgen import KernelSource, canonical_names, scalar_type
 
@@ -206,6 +207,13 @@ class CompiledKernel(TieredKernel):
 
 
 # ----- driver -----
+def _on_our_threads(e) -> bool:
+    """A matmul step of 2-D float operands: blas.matmul runs it on Numba's threads, so no
+    OpenBLAS thread is left spinning into the next parallel kernel."""
+    return e.prim.kind == CONTRACT and all(a.aval.ndim == 2 for a in e.inputs) and \
+        e.inputs[0].aval.dtype in (np.float32, np.float64)
+
+
 def serial_step(e):
     """A step whose primitive gives its own loop body (`serial`: a scatter in index order,
     parallel when the body has a prange): its njit function, from the disk cache."""
@@ -299,6 +307,9 @@ class Executable:
                     glb[key] = e.prim.impl
                 args = [ref(a) if not (isinstance(a, Var) and a.aval.ndim == 0) else
                         f"{ref(a)}.reshape(())" for a in e.inputs]
+                if _on_our_threads(e):
+                    glb[key] = blas.matmul
+                    args.append("_threads()")
                 params = "".join(f", {k}={v!r}" for k, v in e.params.items()
                                  if not isinstance(v, np.dtype))
                 params += "".join(f", {k}=np.dtype('{v.str}')" for k, v in e.params.items()
