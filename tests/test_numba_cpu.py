@@ -180,6 +180,29 @@ def test_row_value_stashed_in_the_output_row_is_read_back_not_recomputed():
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_costly_row_values_after_row_reductions_run_in_blocks(dtype):
+    # tanh(W @ h + 2b) per row: a block of rows' sums in one loop, their tanh in a second
+    # loop that vectorizes (loopgen.second_row_loop); 70 rows: not a multiple of the block;
+    # 2b is computed before the sums and again in the second loop; two sums in one pass
+    r = np.random.default_rng(3)
+    W, V = (r.standard_normal((70, 33)).astype(dtype) for _ in range(2))
+    h, b = r.standard_normal(33).astype(dtype), r.standard_normal(70).astype(dtype)
+
+    def f(W, V, h, b):
+        return np.tanh(W @ h + b * 2) * b + np.exp(V @ h * 0.1)
+    exe = tj.jit(f).entry_for(W, V, h, b).exe
+    src = exe.kernels[0].source
+    assert src.count("for ib in ") == 2 and src.count("vm.tanh(") == 2
+    assert src.count("[j] = v") == 4  # two sums per variant go through their buffers
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(tj.jit(f)(W, V, h, b), tj.jit(f, backend="interpreter")(
+        W, V, h, b), rtol=tol, atol=tol)
+    if dtype == np.float64:
+        tj.check_grads(lambda W, V, h, b: np.sum(f(W, V, h, b) ** 2), (W, V, h, b),
+                       argnums=(0, 1, 2, 3))
+
+
 def test_multiple_inner_axes_and_row_prod_gradient():
     r = np.random.default_rng(2)
     x = r.uniform(0.5, 1.5, (3, 4, 11))

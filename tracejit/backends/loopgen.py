@@ -69,6 +69,9 @@ class KernelSource:
     direct = False  # in a laned pass: float32 sums go straight into float64 (see emit_pass)
     # kept axes after the reduced ones loop inside the pass over the row (see _tail)
     interchange = False
+    # the loop line over one block of rows when the backend runs rows in blocks (see
+    # epilogue_blocks and second_row_loop); None: one loop over the rows
+    row_block = None
 
     def __init__(self, k: fusion.Kernel, exact: frozenset = frozenset()) -> None:
         self.k, self.exact = k, exact  # primitives emitted with their shared template
@@ -379,8 +382,11 @@ class KernelSource:
                 if k.kinds[e.outputs[0].id] == "row" and e.prim.kind == REDUCE:
                     self.finish_row_reduce(e, ind)
                     self.store(e.outputs[0], ind)
-            self.emit_values([e for e in rows if not (k.kinds[e.outputs[0].id] == "row"
-                                                      and e.prim.kind == REDUCE)], ind)
+            later = [e for e in rows if not (k.kinds[e.outputs[0].id] == "row"
+                                             and e.prim.kind == REDUCE)]
+            if p == n_pass and self.row_block is not None:
+                self.second_row_loop(later, row_eqns, ind)
+            self.emit_values(later, ind)
             self.emit_values(accs_at.get(("row", p), []), ind)
             if p == n_pass:
                 break
@@ -388,6 +394,53 @@ class KernelSource:
             loaded = frozenset(v for v, (_, made, last) in stash.items() if made < p <= last)
             body = self.closure(roots, loaded)
             self.emit_pass(p, reds, stored, accs, body, stash, loaded, ind)
+
+    def epilogue_blocks(self) -> tuple:
+        """(row reductions, row values after them) when the kernel is one pass over each
+        row and the values after it call a vecmath function (tanh(W @ h + b)); else None.
+        Such a kernel can run its rows in blocks: see second_row_loop."""
+        k, row = self.k, []
+        if not self.inner or self.tail or self.accs:
+            return None
+        for e in k.eqns:
+            v = e.outputs[0].id
+            if k.kinds[v] in ("elem", "row") and self.is_inner[v] and self.level[v] > 0:
+                return None  # a second pass over the row
+            if k.kinds[v] in ("elem", "row") and not self.is_inner[v]:
+                row.append(e)
+        reds = [e for e in row if k.kinds[e.outputs[0].id] == "row" and e.prim.kind == REDUCE]
+        if not reds or any(self.level[e.outputs[0].id] != 1 for e in reds):
+            return None
+        later = [e for e in row if self.level[e.outputs[0].id] == 1 and e not in reds]
+        costly = any("vm." in t and not re.fullmatch(r"vm\.r(add|max|min|mul)\(.*", t)
+                     for e in later if isinstance(t := self.template(
+                         e.prim, e.outputs[0].aval.dtype), str))
+        return (reds, later) if costly else None
+
+    def second_row_loop(self, later, row_eqns, ind) -> None:
+        """Close the loop over a block of rows after its row reductions, keeping their values
+        in buffers (rb<id>, one element per row), and open a second loop over the same rows
+        for the values after them (the backend opened the first: `row_block` is its loop
+        line). With no reduction inside, LLVM vectorizes the second loop: W11's tanh(W @ h +
+        b) in 16-wide vecmath instead of a scalar tanh per row, 45 -> 36 ms per 1000 steps."""
+        k = self.k
+        reds = [e for e in row_eqns if k.kinds[e.outputs[0].id] == "row" and
+                e.prim.kind == REDUCE and self.level[e.outputs[0].id] == 1]
+        for e in reds:
+            self.lines.append(f"{ind}rb{e.outputs[0].id}[j] = v{e.outputs[0].id}")
+        self.lines.append(f"{ind[:-4]}{self.row_block}")
+        self.lines.append(f"{ind}i{self.par_axis} = np.uint64(j)")
+        for e in reds:
+            self.lines.append(f"{ind}v{e.outputs[0].id} = rb{e.outputs[0].id}[j]")
+        # row values from before the reductions that the later ones read: computed again
+        byout = {e.outputs[0].id: e for e in row_eqns if e not in reds}
+        need, stack = set(), [a.id for e in later for a in e.inputs if isinstance(a, Var)]
+        while stack:
+            v = stack.pop()
+            if v in byout and v not in need and byout[v] not in later:
+                need.add(v)
+                stack += [a.id for a in byout[v].inputs if isinstance(a, Var)]
+        self.emit_values([e for e in row_eqns if e.outputs[0].id in need], ind, stores=False)
 
     def emit_pass(self, p, reds, stored, accs, body, stash, loaded, ind) -> None:
         """One pass over the row. Reductions with Reduce.lanes (a CPU row prod) keep LANES
@@ -628,11 +681,11 @@ class KernelSource:
 
 
 def canonical_names(source: str) -> str:
-    """Renumber value names (v12, acc12, p12, q12, r12, w12) in order of appearance: the
+    """Renumber value names (v12, acc12, p12, q12, rb12, r12, w12) in order of appearance: the
     source then depends on the kernel's structure only, not on the ids of one trace, so a
     retrace (a new size) finds the kernel already compiled."""
     numbers: dict[str, str] = {}
 
     def rename(m):
         return m.group(1) + numbers.setdefault(m.group(2), str(len(numbers)))
-    return re.sub(r"\b(v|acc|p|q|r|w)(\d+)\b", rename, source)
+    return re.sub(r"\b(v|acc|p|q|rb|r|w)(\d+)\b", rename, source)

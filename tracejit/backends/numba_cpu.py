@@ -34,6 +34,9 @@ MIN_CHUNK = 4096
 # float32 sums add BLOCK elements in float32 vector lanes, then into a float64 partial
 # (loopgen.open_blocked): as accurate as NumPy's pairwise sum, at no measurable cost
 BLOCK = 1024
+# a kernel whose rows end in costly values (tanh of a matvec row) runs ROWS rows' reductions,
+# then their values in a loop that vectorizes (loopgen.second_row_loop)
+ROWS = 32
 # No 'reassoc' on kernels: it would let LLVM rewrite x*2 - x into x (inf - inf is NaN in
 # NumPy). Only the reduction combines (vm.radd / vm.rmul) carry it, which is all the loop
 # vectorizer needs to vectorize a sum.
@@ -126,6 +129,17 @@ class CpuKernelSource(KernelSource):
                 self.lines.append(f"{ind}for j in range({lo}, {hi}):")
                 self.lines.append(f"{ind}    i{p} = np.uint64(j)")
                 ind += "    "
+        elif len(loops) == 1 and (blocks := self.epilogue_blocks()):
+            # rows in blocks of ROWS: their reductions, then the values after them in a
+            # second loop that vectorizes (loopgen.second_row_loop)
+            self.row_block = f"for j in range(ib * {ROWS}, min(ib * {ROWS} + {ROWS}, n{p})):"
+            for e in blocks[0]:
+                self.lines.append(f"{ind}rb{e.outputs[0].id} = np.empty(n{p}, "
+                                  f"{scalar_type(e.outputs[0].aval.dtype)})")
+            self.lines.append(f"{ind}for ib in {loop}((n{p} + {ROWS - 1}) // {ROWS}):")
+            self.lines.append(f"{ind}    {self.row_block}")
+            self.lines.append(f"{ind}        i{p} = np.uint64(j)")
+            ind += "        "
         else:
             self.lines.append(f"{ind}for i{p} in {loop}(n{p}):")
             ind += "    "
