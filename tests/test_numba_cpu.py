@@ -144,14 +144,28 @@ def test_nan_and_inf_propagate_in_compiled_code():
         np.testing.assert_array_equal(x, y)
 
 
-def test_plans_that_call_blas_run_serial_loops():
-    # a Numba parallel region right after OpenBLAS fights its threads (W5: 16 ms vs 3.0 ms)
+def test_plans_whose_products_openblas_threads_run_serial_loops():
+    # a Numba parallel region right after OpenBLAS fights its threads (W5: 16 ms vs 3.0 ms);
+    # a batched product goes to NumPy's matmul (OpenBLAS threads): that plan's loops are serial
     r = np.random.default_rng(0)
-    args = [r.standard_normal(s) for s in [(64, 10), (512, 64), (64, 64), (512, 10)]]
-    exe = tj.jit_grad(w5).entry_for(*args).exe
+    A, B = r.standard_normal((4, 256, 128)), r.standard_normal((4, 128, 64))
+    exe = tj.jit_grad(lambda A, B: np.sum(np.tanh(A @ B) ** 2)).entry_for(A, B).exe
     assert exe.kernels and not any(k.parallel for k in exe.kernels)
     big = tj.jit_grad(w1).entry_for(np.ones(1 << 16)).exe
     assert all(k.parallel for k in big.kernels)  # without BLAS, large loops stay parallel
+
+
+def test_plans_whose_products_run_on_our_threads_keep_parallel_loops():
+    # 2-D float products run on Numba's threads (backends/blas.py): nothing spins after them
+    from tracejit.backends import blas
+    if not blas.ready():
+        pytest.skip("scipy or threadpoolctl missing: products stay with NumPy")
+    r = np.random.default_rng(0)
+    args = [r.standard_normal(s) for s in [(256, 10), (1024, 256), (256, 256), (1024, 10)]]
+    exe = tj.jit_grad(w5).entry_for(*args).exe
+    assert any(k.parallel for k in exe.kernels)  # tanh(X @ W1) over 1024 x 256
+    for got, want in zip(tj.jit_grad(w5)(*args), tj.jit_grad(w5, backend="interpreter")(*args)):
+        np.testing.assert_allclose(got, want, rtol=1e-10)
 
 
 @pytest.mark.parametrize("cols", [1, 7, 8, 13, 64])  # below, at and around LANES

@@ -36,6 +36,11 @@ _HELD = {"calls": 0, "threads": []}  # products running now; BLAS thread counts 
 _LOCK = threading.Lock()
 
 
+def ready() -> bool:
+    """Whether large products run here (scipy and threadpoolctl are installed)."""
+    return _load()
+
+
 def _load() -> bool:
     """Register sgemm/dgemm under our symbol names (cached machine code links to them by
     name in every process) and find the BLAS libraries' thread controls: False when scipy or

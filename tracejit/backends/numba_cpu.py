@@ -251,10 +251,11 @@ class Executable:
         self.graph, self.items = plan.graph, plan.items
         self.rerun = rerun  # if set, the last output is guard_ranges' count: rerun when > 0
         # a Numba parallel region right after an OpenBLAS call fights its threads (measured on
-        # W5: 16 ms parallel vs 3.0 ms serial), so plans that call BLAS run serial loops
-        blas = any(isinstance(it, fusion.Step) and it.eqn.prim.kind == CONTRACT
-                   for it in self.items)
-        self.kernels = [CompiledKernel(it, allow_parallel=not blas, exact=exact)
+        # W5: 16 ms parallel vs 3.0 ms serial), so plans with a product that OpenBLAS would
+        # thread run serial loops; products on our threads (blas.py) leave none spinning
+        spins = any(isinstance(it, fusion.Step) and it.eqn.prim.kind == CONTRACT and
+                    not (_on_our_threads(it.eqn) and blas.ready()) for it in self.items)
+        self.kernels = [CompiledKernel(it, allow_parallel=not spins, exact=exact)
                         for it in self.items if isinstance(it, fusion.Kernel)]
         self.reuse = reuse_buffers
         self.buffers: dict[int, np.ndarray] = {}
