@@ -98,6 +98,9 @@ class Graph:
     # sources of the captured arrays that the inputs after `captured` stand for
     lifted: list = field(default_factory=list)
     in_avals: list = field(default_factory=list)
+    # which outputs were weakly typed when traced (tracing.is_weak: a loop keeps a carry
+    # started from a Python scalar weak while its body does)
+    out_weak: list = field(default_factory=list)
 
     def __str__(self) -> str:
         return pretty(self)

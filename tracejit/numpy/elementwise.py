@@ -17,7 +17,6 @@ from ..primitives.elementwise import select_p
 from ..tracing import Tracer, unsupported
 from .promotion import (
     PY_SCALARS,
-    astype,
     cast_all,
     dtype_of,
     input_dtype,
@@ -30,7 +29,7 @@ def _unary(prim, ufunc):
     def fn(x):
         if is_concrete(x):
             return ufunc(x)
-        return prim.bind(astype(x, result_dtype(ufunc, x)))
+        return prim.bind(*cast_all((x,), result_dtype(ufunc, x)))
     return fn
 
 
@@ -95,7 +94,7 @@ def power(x, y):
     """x ** y. Small constant exponents become multiplications (exact, and fast in loops)."""
     if isinstance(y, PY_SCALARS) and not isinstance(y, builtins.bool) and isinstance(x, Tracer):
         dtype = result_dtype(np.power, x, y)
-        x = astype(x, dtype)
+        (x, _) = cast_all((x, y), dtype)
         if y == 1:
             return x
         if y == 2:
