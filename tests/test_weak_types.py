@@ -5,6 +5,7 @@ values against JAX (in x64 mode, whose defaults are NumPy's), under jit, grad, j
 gradients against finite differences in float64. Also: make_ir prints a checkpoint's body."""
 from __future__ import annotations
 
+import os
 import types
 
 import numpy as np
@@ -190,20 +191,19 @@ def test_gradients_finite_differences_float64(name):
     tj.check_grads(_loss(f, TJ, np), (X.astype(np.float64),))
 
 
-@pytest.fixture(scope="module")
-def compiled_scan_fori():
-    """One compiled function (Numba CPU) with weak carries in a scan and a fori_loop."""
+# the CUDA simulator too, when the run asks for it (as tests/test_loops.py)
+COMPILED = ["numba"] + (["cuda"] if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else [])
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_compiled_like_interpreter(backend):
+    """One compiled function with weak carries in a scan, a fori_loop and a cond."""
     pytest.importorskip("numba")
 
     def f(x):
         return CASES["scan"](TJ, tnp, x) + CASES["fori_traced"](TJ, tnp, x) + \
             CASES["cond_operand"](TJ, tnp, x)
-    return f, tj.jit(f, backend="numba")
-
-
-def test_compiled_numba_like_interpreter(compiled_scan_fori):
-    f, jitted = compiled_scan_fori
-    got = jitted(X)
+    got = tj.jit(f, backend=backend)(X)
     want = tj.jit(f, backend="interpreter")(X)
     assert got.dtype == want.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-6)
