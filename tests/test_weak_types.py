@@ -35,6 +35,8 @@ CASES = {
     "while_cond_compares_weak": lambda L, np_, x: L.while_loop(
         lambda c: c < x[2] * 3.3, lambda c: c + x[0] * 1.1, 0.1),
     "scan": lambda L, np_, x: L.scan(lambda c, xi: (c * 0.5 + xi, None), 1.0, x)[0],
+    "numpy_scalar_init_is_typed": lambda L, np_, x: L.scan(
+        lambda c, xi: (c * 0.5 + xi, None), np.float64(1.0), x)[0],
     "scan_reverse_ys": lambda L, np_, x: L.scan(lambda c, xi: (c * xi, c * 2.0), 1.0, x,
                                                 reverse=True),
     "scan_ys_typed": lambda L, np_, x: L.scan(lambda c, xi: (c, c * xi), 1.0, x)[1],

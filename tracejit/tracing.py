@@ -153,7 +153,10 @@ def is_weak(x: Any) -> bool:
     loop carry started from a Python scalar, and what is computed from such values alone).
     NumPy's promotion treats it as a Python scalar of its kind (NEP 50: float32 array + weak
     float -> float32); see numpy/promotion.py."""
-    return x.weak if isinstance(x, Tracer) else isinstance(x, (bool, int, float, complex))
+    if isinstance(x, Tracer):
+        return x.weak
+    # np.float64 is a float too, but typed (NumPy's and JAX's rule)
+    return isinstance(x, (bool, int, float, complex)) and not isinstance(x, np.generic)
 
 
 def weakly(x: Any, weak: bool = True) -> Any:
