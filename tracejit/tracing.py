@@ -170,7 +170,7 @@ def _weak_result(prim, args) -> bool:
     """An equation's output is weak when its operands are (a select's: the values chosen
     from), one of them a weak tracer; a cast (`astype`) gives a typed value. Promotion casts
     set the flag themselves (promotion.py)."""
-    if prim is convert_p:
+    if prim is convert_p or not any(type(a) is Tracer and a.weak for a in args):
         return False
     values = args[1:] if prim.kind == "select" else args
     return any(isinstance(a, Tracer) and a.weak for a in values) and all(

@@ -14,9 +14,10 @@ import numpy as np
 
 from ..primitives import BINARY, REGISTRY, UNARY, is_float
 from ..primitives.elementwise import select_p
-from ..tracing import Tracer, unsupported
+from ..tracing import Tracer, unsupported, weakly
 from .promotion import (
     PY_SCALARS,
+    astype,
     cast_all,
     dtype_of,
     input_dtype,
@@ -29,7 +30,7 @@ def _unary(prim, ufunc):
     def fn(x):
         if is_concrete(x):
             return ufunc(x)
-        return prim.bind(*cast_all((x,), result_dtype(ufunc, x)))
+        return prim.bind(weakly(astype(x, result_dtype(ufunc, x)), x.weak))  # weak: weak
     return fn
 
 

@@ -47,8 +47,9 @@ def _result_dtype_cached(ufunc, keys: tuple) -> np.dtype:
 def _key(x: Any) -> tuple:
     """What promotion sees of an operand: ("py", its type) for a Python scalar or a weak
     tracer (weak, NEP 50), ("dt", its dtype) for a typed one."""
-    if isinstance(x, Tracer) and x.weak and x.dtype.kind in _WEAK_KIND:
-        return ("py", _WEAK_KIND[x.dtype.kind])
+    if isinstance(x, Tracer):
+        kind = x.dtype.kind
+        return ("py", _WEAK_KIND[kind]) if x.weak and kind in _WEAK_KIND else ("dt", x.dtype)
     d = dtype_of(x)
     return ("py", type(d)) if isinstance(d, PY_SCALARS) else ("dt", np.dtype(d))
 
@@ -100,9 +101,8 @@ def lift_captured(xs) -> list:
 def cast_all(xs, dtype: np.dtype) -> list:
     """Cast operands to `dtype`; Python scalars stay scalars (bind types them). The casts
     are weakly typed when the promotion is (promoted_weak), so the result is."""
-    weak = promoted_weak(xs, dtype)
-    return [x if isinstance(x, PY_SCALARS) else weakly(astype(x, dtype), weak)
-            for x in lift_captured(xs)]
+    out = [x if isinstance(x, PY_SCALARS) else astype(x, dtype) for x in lift_captured(xs)]
+    return [weakly(x) for x in out] if promoted_weak(xs, dtype) else out  # astype: typed
 
 
 def is_concrete(*xs) -> bool:
