@@ -31,6 +31,10 @@ CASES = {
     "fori_static": lambda L, np_, x: L.fori_loop(0, 3, lambda i, c: c + np_.sum(x), 0.0),
     "fori_traced": lambda L, np_, x: L.fori_loop(0, _n(np_, x),
                                                  lambda i, c: c * 0.5 + np_.sum(x), 0.0),
+    "fori_traced_index": lambda L, np_, x: L.fori_loop(0, _n(np_, x), lambda i, c: c + i, 0),
+    "while_dict_mixed": lambda L, np_, x: L.while_loop(
+        lambda c: c["n"] < 3, lambda c: {"n": c["n"] + 1, "s": c["s"] * 0.5 + x[0] * c["n"],
+                                         "t": c["t"] + 1.0}, {"n": 0, "s": 0.0, "t": 0.0}),
     "while": lambda L, np_, x: L.while_loop(lambda c: c < 10.0, lambda c: c + np_.sum(x), 0.0),
     "while_cond_compares_weak": lambda L, np_, x: L.while_loop(
         lambda c: c < x[2] * 3.3, lambda c: c + x[0] * 1.1, 0.1),
@@ -93,6 +97,8 @@ def jax_x64():
 
 
 def _flatten(tree):
+    if isinstance(tree, dict):
+        return _flatten([tree[k] for k in sorted(tree)])
     if isinstance(tree, (tuple, list)):
         return [leaf for t in tree for leaf in _flatten(t)]
     return [] if tree is None else [tree]
@@ -185,7 +191,7 @@ def test_grad_jvp_vmap_dtypes_like_jax(name, jax_x64):
     _assert_like_jax(tj.vmap(lambda x: f(TJ, tnp, x))(xs), v_want)
 
 
-@pytest.mark.parametrize("name", ["scan", "fori_traced", "while", "checkpoint",
+@pytest.mark.parametrize("name", ["scan", "fori_traced", "while_dict_mixed", "checkpoint",
                                   "cond_operand", "nested_closure", "pytree_mixed",
                                   "switch_operand"])
 def test_gradients_finite_differences_float64(name):
