@@ -138,6 +138,15 @@ def test_float32_like_jax_default_mode(name, jax_x64):
     assert np.asarray(got).dtype == np.float32 == want.dtype
 
 
+@pytest.mark.parametrize("name", ["scan", "fori_static", "while", "cond_operand",
+                                  "checkpoint", "pytree_mixed", "int_carry_sin"])
+def test_eager_loops_promote_as_under_jit(name):
+    """Called on NumPy arrays (no jit) a loop still traces its body: the same dtypes."""
+    f = CASES[name]
+    want = tj.jit(lambda x: f(TJ, tnp, x), backend="interpreter")(X)
+    _assert_like_jax(f(TJ, np, X), want)
+
+
 def test_weak_tracers_inside_the_body():
     seen = {}
 
