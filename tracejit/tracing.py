@@ -170,11 +170,9 @@ def _weak_result(prim, args) -> bool:
     """An equation's output is weak when its operands are (a select's: the values chosen
     from), one of them a weak tracer; a cast (`astype`) gives a typed value. Promotion casts
     set the flag themselves (promotion.py)."""
-    if prim is convert_p or not any(type(a) is Tracer and a.weak for a in args):
-        return False
     values = args[1:] if prim.kind == "select" else args
-    return any(isinstance(a, Tracer) and a.weak for a in values) and all(
-        is_weak(a) for a in values)
+    return prim is not convert_p and any(type(a) is Tracer and a.weak for a in values) and \
+        all(is_weak(a) for a in values)
 
 
 @contextlib.contextmanager
