@@ -20,14 +20,14 @@ from .loop_graphs import (
     _clip_index,
     _Fn,
     _leaf_aval,
-    _out,
+    _outs,
     _retrace_graph,
     _trace_body,
 )
 from .primitives import defprim, full_on, is_float
 from .primitives.elementwise import convert_p, select_p
 from .primitives.layout import reshape_p
-from .tracing import Tracer
+from .tracing import Tracer, is_weak
 
 
 def _cond_shape(index, *avals, branches):
@@ -133,10 +133,11 @@ def switch(index, branches: Sequence[Callable], *operands):
                          "functions.")
     leaves, tree = pytree.flatten(operands)
     avals = [_leaf_aval(x) for x in leaves]
+    weak = [is_weak(x) for x in leaves]  # a Python scalar operand is weakly typed (JAX)
     traced = []
     for k, br in enumerate(branches):
         g, out_tree, consts = _trace_body(
-            _Fn(br, lambda *ts, br=br: br(*pytree.unflatten(tree, list(ts)))), avals)
+            _Fn(br, lambda *ts, br=br: br(*pytree.unflatten(tree, list(ts)))), avals, weak)
         traced.append((g, out_tree, consts))
     g0, t0, _ = traced[0]
     for k, (g, t, _) in enumerate(traced[1:], 1):
@@ -164,7 +165,9 @@ def switch(index, branches: Sequence[Callable], *operands):
         idx = np.int32(min(max(int(np.asarray(idx)), 0), len(branches) - 1))
     outs = cond_p.bind(idx, *all_consts, *[_as_operand(x, a) for x, a in zip(leaves, avals)],
                        branches=tuple(graphs))
-    return pytree.unflatten(t0, [_out(o) for o in outs])
+    # a result is weakly typed where every branch returns it weak
+    return pytree.unflatten(t0, _outs(outs, [all(w) for w in zip(*[g.out_weak
+                                                                   for g, _, _ in traced])]))
 
 
 def cond(pred, true_fun: Callable, false_fun: Callable, *operands):

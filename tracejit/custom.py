@@ -45,7 +45,7 @@ class CallBody:
     def __init__(self, fn: CustomVJP, graph: Graph, treedef, leaves: list) -> None:
         self.fn, self.graph, self.treedef, self.leaves = fn, graph, treedef, leaves
 
-    def __str__(self) -> str:  # printed in make_ir's listing as custom_vjp_call[body=name]
+    def __str__(self) -> str:  # make_ir's listing: `body=name`, the graph indented below
         return self.fn.__name__
 
     __repr__ = __str__

@@ -98,6 +98,9 @@ class Graph:
     # sources of the captured arrays that the inputs after `captured` stand for
     lifted: list = field(default_factory=list)
     in_avals: list = field(default_factory=list)
+    # which outputs were weakly typed when traced (tracing.is_weak: a loop keeps a carry
+    # started from a Python scalar weak while its body does)
+    out_weak: list = field(default_factory=list)
 
     def __str__(self) -> str:
         return pretty(self)
@@ -131,24 +134,36 @@ def _fmt_param(v: Any) -> str:
     return str(v).replace(" ", "")
 
 
+def _sub_graphs(v: Any) -> list[tuple[str, Graph]] | None:
+    """A param's sub-graphs as (what follows the param's name, graph): a Graph (a loop's
+    body: `body=`), a tuple of them (`branches[0]=`, ...), or a call's body (checkpoint,
+    custom_vjp: its `graph`, `body=fn_name`); None for any other param."""
+    if isinstance(v, Graph):
+        return [("=", v)]
+    if isinstance(v, tuple) and v and all(isinstance(b, Graph) for b in v):
+        return [(f"[{i}]=", b) for i, b in enumerate(v)]
+    if isinstance(getattr(v, "graph", None), Graph):
+        return [(f"={v}", v.graph)]
+    return None
+
+
 def pretty(graph: Graph, name: _Namer | None = None, indent: str = "") -> str:
-    """The listing; a loop's or a branch's sub-graphs (Graph params) print indented under
-    its equation."""
+    """The listing; the sub-graphs of a loop, a branch or a call (checkpoint) print
+    indented under its equation."""
     name = name or _Namer()
     ins = " ".join(f"{name(v)}:{v.aval}" for v in graph.inputs)
     lines = [f"{indent}{{ lambda {ins} ."]
     for e in graph.eqns:
         outs = " ".join(f"{name(v)}:{v.aval}" for v in e.outputs)
-        subs = [(k, v) for k, v in e.params.items() if isinstance(v, Graph) or (
-            isinstance(v, tuple) and v and all(isinstance(b, Graph) for b in v))]
+        subs = {k: g for k, g in ((k, _sub_graphs(v)) for k, v in e.params.items()) if g}
         params = ",".join(f"{k}={_fmt_param(v)}" for k, v in e.params.items()
-                          if all(k != s for s, _ in subs))
+                          if k not in subs)
         args = " ".join(name(a) for a in e.inputs)
         lines.append(f"{indent}    {outs} = {e.prim.name}{f'[{params}]' if params else ''} "
                      f"{args}")
-        for k, v in subs:
-            for i, g in enumerate(v if isinstance(v, tuple) else (v,)):
-                lines.append(f"{indent}      {k}{f'[{i}]' if isinstance(v, tuple) else ''}=")
+        for k, graphs in subs.items():
+            for label, g in graphs:
+                lines.append(f"{indent}      {k}{label}")
                 lines.append(pretty(g, name, indent + "        "))
     lines.append(f"{indent}  in ( {', '.join(name(v) for v in graph.outputs)} ) }}")
     return "\n".join(lines)

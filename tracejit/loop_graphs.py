@@ -15,7 +15,7 @@ from .ir import Aval, Graph, Literal, Var, eval_graph
 from .primitives import full_on, is_float
 from .primitives.elementwise import convert_p
 from .primitives.layout import broadcast_p, transpose_p
-from .tracing import Tracer, new_trace, trace, trace_stack
+from .tracing import Tracer, is_weak, new_trace, trace, trace_stack, weakly
 
 LOOP_KIND = "control"
 
@@ -26,18 +26,22 @@ def _leaf_aval(x) -> Aval:
     return Literal.of(x).aval
 
 
-def _trace_body(fn: Callable, avals: list[Aval]) -> tuple[Graph, Any, list]:
+def _trace_body(fn: Callable, avals: list[Aval], weak: list[bool] | None = None
+                ) -> tuple[Graph, Any, list]:
     """Trace `fn` (flat tracers -> pytree): (graph, output treedef, consts). The graph's
-    inputs are the consts first (tracers it closed over, captured arrays), then `avals`."""
+    inputs are the consts first (tracers it closed over, captured arrays), then `avals`
+    (weakly typed where `weak` says: tracing.is_weak); `graph.out_weak` says which outputs
+    are weakly typed."""
     stack = trace_stack()
     liftable = stack[-1].liftable if stack else None
-    graph, out_tree = trace(fn, avals, liftable, source=getattr(fn, "fn", fn))
+    graph, out_tree = trace(fn, avals, liftable, source=getattr(fn, "fn", fn), weak=weak)
     n = len(avals)
     consts = list(graph.captured)
     if graph.lifted:
         outer = stack[-1]
         consts += [outer.lift(src.read(), src) for src in graph.lifted]
-    body = Graph(graph.inputs[n:] + graph.inputs[:n], graph.eqns, graph.outputs)
+    body = Graph(graph.inputs[n:] + graph.inputs[:n], graph.eqns, graph.outputs,
+                 out_weak=graph.out_weak)
     return body, out_tree, consts
 
 
@@ -74,26 +78,36 @@ def _check_carry(name: str, tree_in, tree_out, avals_in, avals_out, what: str = 
 
 
 def _carry_leaves(init) -> tuple[list, Any, list[Aval], list[bool]]:
+    """(leaves, treedef, avals, weak): a leaf that is a Python scalar (or a weakly typed
+    tracer, the carry of an enclosing loop) is weakly typed (tracing.is_weak)."""
     leaves, tree = pytree.flatten(init)
     avals = [_leaf_aval(x) for x in leaves]
-    weak = [isinstance(x, (bool, int, float)) for x in leaves]
-    return leaves, tree, avals, weak
+    return leaves, tree, avals, [is_weak(x) for x in leaves]
 
 
 def _traced_loop_body(name, fn, tree, avals, weak, extra_avals=()):
-    """Trace a loop body whose first outputs are the carry; a carry started from a Python
-    scalar takes the dtype the body gives it (JAX's weak types), then the carry is checked."""
-    for _ in range(2):
-        body, out_tree, consts = _trace_body(fn, list(avals) + list(extra_avals))
-        carry_tree = out_tree[1][0] if fn.splits else out_tree
-        outs = [v.aval for v in body.outputs[:len(avals)]]
-        fixed = [o if w and o.shape == a.shape and a != o else a
-                 for a, o, w in zip(avals, outs, weak)]
-        if fixed == list(avals):
+    """Trace a loop body whose first outputs are the carry, then check the carry. Inside
+    the body a weakly typed carry promotes as a Python scalar (c + float32 -> float32); a
+    weak carry the body returns with another dtype starts from the promotion of the two,
+    no longer weak, and the body is traced again (JAX's _promote_weak_typed_inputs), until
+    no carry changes. Returns (body, output treedef, consts, carry avals, which carries
+    are weak going in); `body.out_weak`: which outputs are."""
+    from .numpy.promotion import join_dtypes
+    avals, weak, n = list(avals), list(weak), len(avals)
+    while True:
+        body, out_tree, consts = _trace_body(fn, avals + list(extra_avals),
+                                             weak + [False] * len(extra_avals))
+        outs = [v.aval for v in body.outputs[:n]]
+        changed = [i for i in range(n) if weak[i] and outs[i].dtype != avals[i].dtype and
+                   outs[i].shape == avals[i].shape]
+        if not changed:
             break
-        avals = fixed
+        for i in changed:  # each pass makes one weak carry typed: this ends
+            dtype = join_dtypes((avals[i].dtype, True), (outs[i].dtype, body.out_weak[i]))
+            avals[i], weak[i] = Aval(avals[i].shape, dtype), False
+    carry_tree = out_tree[1][0] if fn.splits else out_tree
     _check_carry(name, tree, carry_tree, avals, outs)
-    return body, out_tree, consts, avals
+    return body, out_tree, consts, avals, weak
 
 
 def _activity(body: Graph, act: list[bool], first: int, n: int) -> list[bool]:
@@ -269,10 +283,18 @@ class _Fn:
 
 
 def _as_operand(x, aval: Aval):
-    if isinstance(x, Tracer):
-        return x
+    if isinstance(x, Tracer):  # a weakly typed one may have been promoted (a nested loop's)
+        return x if x.dtype == aval.dtype else convert_p.bind(x, dtype=aval.dtype)
     return np.asarray(x, aval.dtype)
 
 
 def _out(o):
     return o[()] if isinstance(o, np.ndarray) and o.ndim == 0 else o
+
+
+def _outs(outs, weak: list[bool]) -> list:
+    """A loop's or a branch's results, weakly typed where `weak` says: a tracer marked so;
+    under a trace, a concrete scalar (a loop of constants) as a Python scalar, weak too."""
+    return [weakly(o, w) if isinstance(o, Tracer) else
+            o.item() if w and np.ndim(o) == 0 and trace_stack() else _out(o)
+            for o, w in zip(outs, weak, strict=True)]

@@ -36,7 +36,7 @@ from .loop_graphs import (
     _Fn,
     _leaf_aval,
     _move_batch,
-    _out,
+    _outs,
     _retrace_graph,
     _ScanResiduals,
     _trace_body,
@@ -47,7 +47,7 @@ from .loop_graphs import (
 from .primitives import defprim, is_float
 from .primitives.elementwise import add_p, convert_p, select_p
 from .primitives.layout import broadcast_p, reshape_p, transpose_p
-from .tracing import Tracer
+from .tracing import Tracer, weakly
 
 
 def _scan_shape(*avals, body, n_consts, n_carry, length, reverse, checkpoint):
@@ -501,15 +501,15 @@ def scan(f: Callable, init, xs=None, length: int | None = None, reverse: bool = 
         return tuple(out)
     fn = _Fn(f, flat, splits=True)
     slice_avals = [Aval(a.shape[1:], a.dtype) for a in x_avals]
-    body, out_tree, consts, c_avals = _traced_loop_body("scan", fn, c_tree, c_avals, weak,
-                                                        slice_avals)
+    body, out_tree, consts, c_avals, _ = _traced_loop_body("scan", fn, c_tree, c_avals, weak,
+                                                           slice_avals)
     y_tree = out_tree[1][1]
     init_vals = [_as_operand(x, a) for x, a in zip(c_leaves, c_avals)]
     outs = scan_p.bind(*consts, *init_vals, *[_as_operand(x, a) for x, a in
                                               zip(x_leaves, x_avals)],
                        body=body, n_consts=len(consts), n_carry=nk, length=n,
                        reverse=bool(reverse), checkpoint=bool(checkpoint))
-    outs = [_out(o) for o in outs]
+    outs = _outs(outs, body.out_weak)
     return pytree.unflatten(c_tree, outs[:nk]), pytree.unflatten(y_tree, outs[nk:])
 
 
@@ -524,10 +524,12 @@ def fori_loop(lower, upper, body_fun: Callable, init_val):
     mode); with traced bounds a while loop."""
     if _is_static_int(lower) and _is_static_int(upper):
         n = max(int(upper) - int(lower), 0)
+        # Python-int bounds: the index is weakly typed (a float32 carry + i stays float32)
+        weak = isinstance(lower, int) and isinstance(upper, int)
 
         def step(carry, _):
             i, val = carry
-            return (i + np.int32(1), body_fun(i, val)), None
+            return (i + np.int32(1), body_fun(weakly(i, weak), val)), None
         (_, val), _ = scan(step, (np.int32(lower), init_val), None, length=n)
         return val
     dtype = np.result_type(*[getattr(b, "dtype", np.int32) for b in (lower, upper)])
@@ -554,9 +556,10 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
     back over them (tracejit/while_grad.py)."""
     c_leaves, c_tree, c_avals, weak = _carry_leaves(init_val)
     bfn = _Fn(body_fun, lambda *ts: body_fun(pytree.unflatten(c_tree, list(ts))))
-    body, _, bconsts, c_avals = _traced_loop_body("while_loop", bfn, c_tree, c_avals, weak)
+    body, _, bconsts, c_avals, weak = _traced_loop_body("while_loop", bfn, c_tree, c_avals,
+                                                        weak)
     cond, p_tree, cconsts = _trace_body(
-        _Fn(cond_fun, lambda *ts: cond_fun(pytree.unflatten(c_tree, list(ts)))), c_avals)
+        _Fn(cond_fun, lambda *ts: cond_fun(pytree.unflatten(c_tree, list(ts)))), c_avals, weak)
     if p_tree != pytree.LEAF or cond.outputs[0].aval.shape != () or \
             cond.outputs[0].aval.dtype != np.bool_:
         got = cond.outputs[0].aval if p_tree == pytree.LEAF else "a container"
@@ -566,4 +569,4 @@ def while_loop(cond_fun: Callable, body_fun: Callable, init_val):
     outs = while_p.bind(*cconsts, *bconsts, *[_as_operand(x, a) for x, a in
                                               zip(c_leaves, c_avals)],
                         cond=cond, body=body, n_cond=len(cconsts), n_body=len(bconsts))
-    return pytree.unflatten(c_tree, [_out(o) for o in outs])
+    return pytree.unflatten(c_tree, _outs(outs, body.out_weak))

@@ -34,12 +34,12 @@ from .loop_graphs import (
     _batched_graph,
     _Fn,
     _leaf_aval,
-    _out,
+    _outs,
     _trace_body,
     body_vjp,
 )
 from .primitives import defprim, is_float
-from .tracing import Tracer
+from .tracing import Tracer, is_weak
 
 
 class Body:
@@ -48,7 +48,7 @@ class Body:
     def __init__(self, graph: Graph, name: str) -> None:
         self.graph, self.name = graph, name
 
-    def __str__(self) -> str:  # printed in make_ir's listing as checkpoint[body=name,...]
+    def __str__(self) -> str:  # make_ir's listing: `body=name`, the graph indented below
         return self.name
 
     __repr__ = __str__
@@ -164,10 +164,11 @@ def checkpoint(fun: Callable, *, prevent_cse: bool = True, policy=None,
             it = iter(d)
             return fun(*[a if i in fixed else next(it) for i, a in enumerate(args)], **kw)
         avals = [_leaf_aval(leaves[k]) for k in arrays]
-        graph, out_tree, consts = _trace_body(_Fn(fun, flat), avals)
+        graph, out_tree, consts = _trace_body(_Fn(fun, flat), avals,
+                                              [is_weak(leaves[k]) for k in arrays])
         outs = checkpoint_p.bind(*consts, *[leaves[k] for k in arrays],
                                  body=Body(graph, name), prevent_cse=bool(prevent_cse))
-        return pytree.unflatten(out_tree, [_out(o) for o in outs])
+        return pytree.unflatten(out_tree, _outs(outs, graph.out_weak))
     return wrapped
 
 

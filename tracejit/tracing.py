@@ -31,7 +31,7 @@ from .errors import (
     where_of,
 )
 from .ir import Atom, Aval, Eqn, Graph, Literal, Var
-from .primitives.elementwise import stop_gradient_p
+from .primitives.elementwise import convert_p, stop_gradient_p
 
 _STATE = threading.local()  # each thread traces on its own stack
 
@@ -77,10 +77,10 @@ class Trace:
         self.liftable = liftable or {}
         self.lifted: dict[int, tuple[Var, Any]] = {}
 
-    def new_arg(self, aval: Aval) -> Tracer:
+    def new_arg(self, aval: Aval, weak: bool = False) -> Tracer:
         var = Var(aval)
         self.inputs.append(var)
-        return Tracer(self, var)
+        return Tracer(self, var, weak)
 
     def lift(self, x: np.ndarray, source: Any) -> Tracer:
         """A captured array as an implicit input of this trace (once per array)."""
@@ -124,7 +124,7 @@ class Trace:
         if prim.multiple_results:
             return tuple(Tracer(self, o) for o in outs)
         (out,) = outs
-        return Tracer(self, out)
+        return Tracer(self, out, _weak_result(prim, args))
 
     def graph(self, outputs: list[Any]) -> Graph:
         """The graph: inputs are the arguments, then tracers captured from enclosing traces
@@ -135,6 +135,7 @@ class Trace:
         graph = Graph(inputs, self.eqns, outs)
         graph.captured = [tracer for _, tracer in self.captured.values()]
         graph.lifted = [source for _, source in self.lifted.values()]
+        graph.out_weak = [is_weak(o) for o in outputs]
         return graph
 
 
@@ -145,6 +146,33 @@ def _scalar_dtype(prim, args) -> np.dtype | None:
         if isinstance(a, (Tracer, Literal, np.ndarray, np.generic)):
             return a.dtype
     return None
+
+
+def is_weak(x: Any) -> bool:
+    """Weakly typed (JAX's weak types): a Python scalar, or a tracer that stands for one (a
+    loop carry started from a Python scalar, and what is computed from such values alone).
+    NumPy's promotion treats it as a Python scalar of its kind (NEP 50: float32 array + weak
+    float -> float32); see numpy/promotion.py."""
+    if isinstance(x, Tracer):
+        return x.weak
+    # np.float64 is a float too, but typed (NumPy's and JAX's rule)
+    return isinstance(x, (bool, int, float, complex)) and not isinstance(x, np.generic)
+
+
+def weakly(x: Any, weak: bool = True) -> Any:
+    """`x` (a tracer) marked weakly typed or not: the same value, another type flag."""
+    if not isinstance(x, Tracer) or x.weak == weak:
+        return x
+    return Tracer(x._trace, x.atom, weak)
+
+
+def _weak_result(prim, args) -> bool:
+    """An equation's output is weak when its operands are (a select's: the values chosen
+    from), one of them a weak tracer; a cast (`astype`) gives a typed value. Promotion casts
+    set the flag themselves (promotion.py)."""
+    values = args[1:] if prim.kind == "select" else args
+    return prim is not convert_p and any(type(a) is Tracer and a.weak for a in values) and \
+        all(is_weak(a) for a in values)
 
 
 @contextlib.contextmanager
@@ -163,16 +191,19 @@ def is_tracer(x: Any) -> bool:
 
 
 def trace(fn: Callable, avals: list[Aval], liftable: dict | None = None,
-          source: Callable | None = None) -> tuple[Graph, Any]:
+          source: Callable | None = None, weak: list[bool] | None = None) -> tuple[Graph, Any]:
     """Trace `fn(*tracers)` on tracers with these avals: (graph, output treedef).
 
     `fn` takes flat tracers and returns a pytree; the graph's outputs are its leaves.
     Tracers of enclosing traces it closed over, and the arrays of `liftable` it used
     (captured arrays, see captures.py), become extra inputs after the arguments. `source`
     is the user's function `fn` calls: it may not draw random numbers (randomness.py).
+    `weak[i]`: argument i is weakly typed (a loop carry started from a Python scalar);
+    `graph.out_weak` says which outputs are.
     """
+    weak = weak or [False] * len(avals)
     with randomness.watch(source), new_trace(liftable) as t:
-        out = fn(*[t.new_arg(a) for a in avals])
+        out = fn(*[t.new_arg(a, w) for a, w in zip(avals, weak, strict=True)])
         out_leaves, out_tree = pytree.flatten(out)
         graph = t.graph(out_leaves)
     return graph, out_tree
@@ -242,12 +273,13 @@ def _array_error() -> TracejitError:
 class Tracer:
     """An array under tracing: an atom of the trace's graph, with NumPy-like methods."""
 
-    __slots__ = ("_trace", "atom")
+    __slots__ = ("_trace", "atom", "weak")
     __array_priority__ = 1000
 
-    def __init__(self, trace: Trace, atom: Atom) -> None:
+    def __init__(self, trace: Trace, atom: Atom, weak: bool = False) -> None:
         self._trace = trace
         self.atom = atom
+        self.weak = weak  # weakly typed: promotes as a Python scalar would (is_weak)
 
     # --- what is known at trace time ---
     aval = property(lambda self: self.atom.aval)
@@ -262,7 +294,7 @@ class Tracer:
         return self.shape[0]
 
     def __repr__(self) -> str:
-        return f"Tracer<{self.aval}>"
+        return f"Tracer<{self.aval}{', weak' if self.weak else ''}>"
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..primitives import BINARY, REGISTRY, UNARY, is_float
 from ..primitives.elementwise import select_p
-from ..tracing import Tracer, unsupported
+from ..tracing import Tracer, unsupported, weakly
 from .promotion import (
     PY_SCALARS,
     astype,
@@ -30,7 +30,7 @@ def _unary(prim, ufunc):
     def fn(x):
         if is_concrete(x):
             return ufunc(x)
-        return prim.bind(astype(x, result_dtype(ufunc, x)))
+        return prim.bind(weakly(astype(x, result_dtype(ufunc, x)), x.weak))  # weak: weak
     return fn
 
 
@@ -95,7 +95,7 @@ def power(x, y):
     """x ** y. Small constant exponents become multiplications (exact, and fast in loops)."""
     if isinstance(y, PY_SCALARS) and not isinstance(y, builtins.bool) and isinstance(x, Tracer):
         dtype = result_dtype(np.power, x, y)
-        x = astype(x, dtype)
+        (x, _) = cast_all((x, y), dtype)
         if y == 1:
             return x
         if y == 2:

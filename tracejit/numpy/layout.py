@@ -14,8 +14,8 @@ from .promotion import (
     asarray,
     astype,
     axes_of,
+    common_dtype,
     drop_axes,
-    dtype_of,
     is_concrete,
     lift_captured,
 )
@@ -121,7 +121,7 @@ def concatenate(arrays, axis=0):
     if is_concrete(*arrays):
         return np.concatenate(arrays, axis=axis)
     arrays = lift_captured(arrays)
-    dtype = np.result_type(*[dtype_of(a) for a in arrays])  # any number of arrays
+    dtype = common_dtype(*arrays)  # any number of arrays
     arrays = [asarray(a) if isinstance(a, Tracer) else Literal.of(a, dtype) for a in arrays]
     arrays = [astype(a, dtype) for a in arrays]
     ndim = arrays[0].ndim

@@ -7,7 +7,7 @@ import numpy as np
 from ..primitives import REGISTRY
 from ..tracing import stop_gradient
 from .elementwise import absolute, exp, greater, isfinite, log, log1p, maximum, where
-from .promotion import astype, axes_of, drop_axes, is_concrete, result_dtype
+from .promotion import axes_of, cast_all, drop_axes, is_concrete, result_dtype
 from .reductions import max as _max
 from .reductions import sum as _sum
 
@@ -17,7 +17,7 @@ def sigmoid(x):
     if is_concrete(x):
         x = np.asarray(x)
         return 1 / (1 + np.exp(-x))
-    return REGISTRY["logistic"].bind(astype(x, result_dtype(np.exp, x)))
+    return REGISTRY["logistic"].bind(*cast_all((x,), result_dtype(np.exp, x)))
 
 
 def relu(x):
