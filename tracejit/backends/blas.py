@@ -66,48 +66,50 @@ def _controllers():
 
 
 @intrinsic
-def _gemm(typingctx, ta, tb, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
-    """Fortran ?gemm: c = op(a) @ op(b), column-major, from element offsets into three
-    arrays of one float dtype; ta/tb are ord('N') or ord('T')."""
-    dtype = a.dtype
-    symbol = _SYMBOLS[np.dtype(str(dtype))]
-    sig = types.void(ta, tb, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
+def _gemm(typingctx, double, ta, tb, m, n, k, a, lda, b, ldb, c, ldc):
+    """Fortran sgemm (dgemm if `double`): c = op(a) @ op(b), column-major, on the addresses
+    a, b, c (integers: one compiled function serves every layout and both dtypes); ta/tb
+    are ord('N') or ord('T')."""
+    sig = types.void(double, ta, tb, m, n, k, a, lda, b, ldb, c, ldc)
 
     def codegen(context, builder, sig, args):
-        ta, tb, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc = args
-        arrays = sig.args[5], sig.args[8], sig.args[11]
-        i8, i32, fp = ir.IntType(8), ir.IntType(32), context.get_value_type(dtype)
+        double, ta, tb, m, n, k, a, lda, b, ldb, c, ldc = args
+        i8, i32 = ir.IntType(8), ir.IntType(32)
 
         def slot(val, ty):  # Fortran takes every argument by reference
             return cgutils.alloca_once_value(builder, val if val.type == ty else
                                              builder.trunc(val, ty))
 
-        def data(arr, aty, off):
-            return builder.gep(context.make_array(aty)(context, builder, arr).data, [off])
-
-        ptr = [data(x, t, o) for x, t, o in zip((a, b, c), arrays, (a_off, b_off, c_off))]
-        fnty = ir.FunctionType(ir.VoidType(), [i8.as_pointer()] * 2 +
-                               [i32.as_pointer()] * 3 + [fp.as_pointer()] * 2 +
-                               [i32.as_pointer(), fp.as_pointer(), i32.as_pointer()] +
-                               [fp.as_pointer()] * 2 + [i32.as_pointer()])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
-        one, zero = (cgutils.alloca_once_value(builder, ir.Constant(fp, v)) for v in (1, 0))
-        builder.call(fn, [slot(ta, i8), slot(tb, i8), slot(m, i32), slot(n, i32),
-                          slot(k, i32), one, ptr[0], slot(lda, i32), ptr[1], slot(ldb, i32),
-                          zero, ptr[2], slot(ldc, i32)])
+        def call(fp, symbol):
+            p = fp.as_pointer()
+            fnty = ir.FunctionType(ir.VoidType(), [i8.as_pointer()] * 2 + [i32.as_pointer()] * 3
+                                   + [p, p, i32.as_pointer(), p, i32.as_pointer(), p, p,
+                                      i32.as_pointer()])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
+            one, zero = (cgutils.alloca_once_value(builder, ir.Constant(fp, v)) for v in (1, 0))
+            builder.call(fn, [slot(ta, i8), slot(tb, i8), slot(m, i32), slot(n, i32),
+                              slot(k, i32), one, builder.inttoptr(a, p), slot(lda, i32),
+                              builder.inttoptr(b, p), slot(ldb, i32), zero,
+                              builder.inttoptr(c, p), slot(ldc, i32)])
+        with builder.if_else(builder.icmp_signed("!=", double, double.type(0))) as (d, f):
+            with d:
+                call(ir.DoubleType(), _SYMBOLS[np.dtype(np.float64)])
+            with f:
+                call(ir.FloatType(), _SYMBOLS[np.dtype(np.float32)])
         return context.get_dummy_value()
     return sig, codegen
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def _rows(a, ta, lda, sa, b, tb, ldb, out, ldo, blocks):
-    """out = a @ b, one block of out's rows per thread: out.T[:, rows] = b.T @ a.T[:, rows]
-    in BLAS's column-major terms. `sa` is a's stride along its rows (in elements)."""
-    m, k, n = a.shape[0], a.shape[1], b.shape[1]
+def _rows(double, m, n, k, a, ta, lda, sa, b, tb, ldb, out, item, blocks):
+    """out = a @ b (addresses; `item` bytes per element), one block of out's rows per
+    thread: out.T[:, rows] = b.T @ a.T[:, rows] in BLAS's column-major terms. `sa` is a's
+    stride from one row to the next, in elements."""
     for blk in prange(blocks):
         lo, hi = blk * m // blocks, (blk + 1) * m // blocks
         if hi > lo:
-            _gemm(tb, ta, n, hi - lo, k, b, 0, ldb, a, lo * sa, lda, out, lo * ldo, ldo)
+            _gemm(double, tb, ta, n, hi - lo, k, b, ldb, a + lo * sa * item, lda,
+                  out + lo * n * item, n)
     return 0
 
 
@@ -136,8 +138,9 @@ def matmul(a: np.ndarray, b: np.ndarray, threads: int) -> np.ndarray:
     out = np.empty((m, n), a.dtype)
     blocks = max(1, min(threads, m, m * n * k // THREADED_FROM))
     _hold()
-    try:
-        _rows(a, ta, lda, sa, b, tb, ldb, out, n, blocks)
+    try:  # the arrays stay referenced here while BLAS reads their addresses
+        _rows(a.dtype == np.float64, m, n, k, a.ctypes.data, ta, lda, sa, b.ctypes.data, tb,
+              ldb, out.ctypes.data, a.itemsize, blocks)
     finally:
         _release()
     return out
