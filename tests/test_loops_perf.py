@@ -238,3 +238,26 @@ def test_per_step_vector_is_stored_once_per_step():
     ys = {o.id for o in plan.graph.outputs[back.params["n_carry"]:]}
     (k,) = [it for it in plan.kernels if any(v.id in ys for v in it.outputs)]
     assert int(np.prod(k.space)) == n, plan.describe()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposed_loop_constant_is_copied_in_tiles(dtype):
+    """The backward loop's W.T (a large transposed constant) is made C-ordered by a parallel
+    tiled copy; sizes that are not multiples of the tile, and the gradient it feeds."""
+    from tracejit.backends.numba_loops import _contiguous
+    rng = np.random.default_rng(4)
+    for shape in ((300, 257), (64, 1024), (1030, 70)):
+        W = rng.standard_normal(shape).astype(dtype)
+        got = _contiguous(W.T)
+        assert got.flags.c_contiguous and got.dtype == dtype
+        np.testing.assert_array_equal(got, W.T)
+    n = 260  # n * n >= 65536: the tiled copy
+    h, b = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    W = (rng.standard_normal((n, n)) / n).astype(dtype)
+    args = (h, W, b)
+    got = tj.grad(lambda h, W, b: np.sum(euler(h, W, b, 3) ** 2), argnums=(0, 1))(*args)
+    want = tj.grad(lambda h, W, b: np.sum(euler(h, W, b, 3) ** 2), argnums=(0, 1),
+                   backend="interpreter")(*args)
+    for g, w in zip(got, want):
+        tol = 2e-5 if dtype == np.float32 else 1e-11
+        np.testing.assert_allclose(g, w, rtol=tol, atol=tol * np.abs(w).max())
