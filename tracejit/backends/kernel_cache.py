@@ -173,8 +173,9 @@ class TieredKernel:
                 raise  # a code-generation bug, not a cache problem: never hide it
             except Exception:  # a corrupted or stale disk-cache entry: drop it, rebuild once
                 clear_numba_cache(self.module)
-                self.fn = numba.njit(fastmath={"contract"}, error_model="numpy", nogil=True,
-                                     parallel=self.fn is self.par)(self.fn.py_func)
+                opts = {k: v for k, v in self.fn.targetoptions.items()
+                        if k not in ("cache", "nopython")}  # the same flags, uncached
+                self.fn = numba.njit(**opts)(self.fn.py_func)
                 out = self.fn(*args)
             self.ok = True
             self._use(self.fn)
