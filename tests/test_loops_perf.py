@@ -193,6 +193,51 @@ def test_numba_loop_runs_large_kernels_in_parallel():
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+_WARM_PROCESS = """
+import numpy as np
+import tracejit as tj
+from test_loops_perf import _tiered_scan
+from tracejit.backends import kernel_cache
+run, args = _tiered_scan(256)
+with kernel_cache.first_call():
+    run(*args)
+print(run.loop.fn is run.loop.par, len(kernel_cache._TIER_UPS))
+"""
+
+
+def _tiered_scan(n):
+    """W11's forward scan at size n, as numba_loops compiles it, and its arguments."""
+    from tracejit.backends import get_backend
+    from tracejit.backends.numba_loops import compiled_scan
+    from tracejit.dispatch import lower
+    from tracejit.passes import simplify
+    be = get_backend("numba")
+    h, W, b = np.linspace(-1, 1, n), np.eye(n) * 0.5, np.full(n, 0.1)
+    graph = tj.make_ir(lambda h, W, b: euler(h, W, b, 4))(h, W, b)
+    eqn = next(e for e in graph.eqns if e.prim.name == "scan")
+    plan, _ = lower(simplify(eqn.params["body"]), be)
+    return compiled_scan(eqn, plan, be), [W, b, h]
+
+
+def test_numba_loop_in_a_new_process_loads_the_parallel_loop():
+    """Once loop_par is compiled (in the background, written to the disk cache), a new
+    process's first call runs it at once: nothing compiles, nothing left in the background."""
+    import subprocess
+    import sys
+
+    from tracejit.backends import kernel_cache
+    run, args = _tiered_scan(256)
+    assert "def loop_par" in run.source
+    run(*args)
+    kernel_cache.wait_compiled()
+    assert run.loop.fn is run.loop.par
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(here), here]))
+    out = subprocess.run([sys.executable, "-c", _WARM_PROCESS], capture_output=True,
+                         text=True, env=env, timeout=300, check=False)
+    assert out.stdout.split() == ["True", "0"], out.stdout + out.stderr
+
+
 def test_numba_loop_carries_that_alias():
     """Carries the body swaps, duplicates or leaves unchanged, ys that are a carry or a
     constant: each carry keeps its own buffer (the loop copies where it cannot swap)."""
