@@ -3,7 +3,8 @@
 `load(source, digest)` writes a kernel module to `<cache>/kernels/tracejit_k_<digest>.py`
 (atomically; a truncated or corrupted file is rewritten) and imports it: Numba's disk cache
 works only for functions whose source file exists, so a new process loads machine code
-instead of compiling. `TieredKernel` holds a module's serial and parallel njit variants:
+instead of compiling. `TieredKernel` holds a module's serial and parallel njit variants (a
+fused kernel's, numba_cpu.CompiledKernel, or a scan loop's, numba_loops):
 
     first call    parallel variant in Numba's disk cache?  yes: load it, run it
                                                            no:  run the serial variant (it

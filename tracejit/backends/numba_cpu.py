@@ -37,8 +37,8 @@ BLOCK = 1024
 # NumPy). Only the reduction combines (vm.radd / vm.rmul) carry it, which is all the loop
 # vectorizer needs to vectorize a sum. Kernels are called from Python or njit code, never
 # through a C pointer: no C wrapper (Numba compiles one per function otherwise).
-_FLAGS = "fastmath={'contract'}, error_model='numpy', cache=True, nogil=True, " \
-         "no_cfunc_wrapper=True"
+_FLAGS = ("fastmath={'contract'}, error_model='numpy', cache=True, nogil=True, "
+          "no_cfunc_wrapper=True")
 
 try:  # tracejit's vectorizable math: branch-free, so LLVM vectorizes loops that call it
     from . import vecmath as _vm

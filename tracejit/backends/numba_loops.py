@@ -47,6 +47,8 @@ from . import kernel_cache
 from .numba_cpu import _FLAGS
 
 _INLINE = _FLAGS.replace(", cache=True", "")  # a serial kernel, compiled into loop_ser
+# loop_par: its kernels are functions of their own, with their flags
+_PAR_LOOP = "error_model='numpy', cache=True, nogil=True, no_cfunc_wrapper=True"
 
 
 def _step_code(e, ref, out: str) -> str | None:
@@ -163,8 +165,7 @@ def loop_source(plan: fusion.Plan, n_consts: int, n_carry: int,
     rets = "".join(f"{k}, " for k in ks)
     args = cs + ks + xs + ys + [buf for buf, _, _ in scratch]
     lines = list(head)
-    for variant, flags, kname in (("ser", _FLAGS, "S"),
-                                  ("par", "error_model='numpy', cache=True, nogil=True, no_cfunc_wrapper=True", "P")):
+    for variant, flags, kname in (("ser", _FLAGS, "S"), ("par", _PAR_LOOP, "P")):
         if variant == "par" and not parallel:
             break
         lines += ["", "", f"@njit({flags})",
