@@ -155,8 +155,10 @@ def test_numba_loop_allocates_nothing_per_step_and_is_cached():
 
 def test_numba_loop_runs_large_kernels_in_parallel():
     """A body kernel over at least SERIAL_BELOW elements is the kernel's parallel variant
-    inside the loop (small ones, and bodies that call BLAS, stay serial); same numbers."""
-    from tracejit.backends import get_backend
+    inside loop_par (small ones, and bodies that call BLAS, stay serial: no loop_par). A first
+    call runs loop_ser (the serial kernels inlined: fast to compile); loop_par compiles in the
+    background after it and takes over: the same numbers, to the bit."""
+    from tracejit.backends import get_backend, kernel_cache
     from tracejit.backends.numba_cpu import SERIAL_BELOW
     from tracejit.backends.numba_loops import compiled_scan
     from tracejit.dispatch import lower
@@ -165,7 +167,7 @@ def test_numba_loop_runs_large_kernels_in_parallel():
     n = 256
     assert n * n >= SERIAL_BELOW > 16 * 16
     rng = np.random.default_rng(3)
-    for size, variant in ((n, "_par as K"), (16, "_ser as K")):
+    for size in (n, 16):
         h = rng.standard_normal(size)
         W = rng.standard_normal((size, size)) / size
         b = rng.standard_normal(size)
@@ -173,10 +175,67 @@ def test_numba_loop_runs_large_kernels_in_parallel():
         eqn = next(e for e in graph.eqns if e.prim.name == "scan")
         plan, _ = lower(simplify(eqn.params["body"]), be)
         run = compiled_scan(eqn, plan, be)
-        assert variant in run.source, run.source
+        assert "S0 = njit(inline='always'" in run.source, run.source
+        assert ("_par as P0" in run.source) == ("def loop_par" in run.source) == (size == n)
+        args = [np.asarray(a, v.aval.dtype) for a, v in zip([W, b, h], eqn.inputs)]
+        want = eqn.prim.impl(*args, **eqn.params)
+        with kernel_cache.first_call():  # parallel variants compile after it
+            first = run(*args)
+            assert run.loop.fn is run.loop.ser
+        kernel_cache.wait_compiled()
+        assert run.loop.fn is (run.loop.par if size == n else run.loop.ser)
+        later = run(*args)
+        for a, b2, c in zip(first, later, want):
+            np.testing.assert_array_equal(a, b2)
+            np.testing.assert_allclose(np.reshape(a, np.shape(c)), c, rtol=1e-12)
         got = tj.jit(lambda h, W, b: euler(h, W, b, 4), backend="numba")(h, W, b)
         want = tj.jit(lambda h, W, b: euler(h, W, b, 4), backend="interpreter")(h, W, b)
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+_WARM_PROCESS = """
+import numpy as np
+import tracejit as tj
+from test_loops_perf import _tiered_scan
+from tracejit.backends import kernel_cache
+run, args = _tiered_scan(256)
+with kernel_cache.first_call():
+    run(*args)
+print(run.loop.fn is run.loop.par, len(kernel_cache._TIER_UPS))
+"""
+
+
+def _tiered_scan(n):
+    """W11's forward scan at size n, as numba_loops compiles it, and its arguments."""
+    from tracejit.backends import get_backend
+    from tracejit.backends.numba_loops import compiled_scan
+    from tracejit.dispatch import lower
+    from tracejit.passes import simplify
+    be = get_backend("numba")
+    h, W, b = np.linspace(-1, 1, n), np.eye(n) * 0.5, np.full(n, 0.1)
+    graph = tj.make_ir(lambda h, W, b: euler(h, W, b, 4))(h, W, b)
+    eqn = next(e for e in graph.eqns if e.prim.name == "scan")
+    plan, _ = lower(simplify(eqn.params["body"]), be)
+    return compiled_scan(eqn, plan, be), [W, b, h]
+
+
+def test_numba_loop_in_a_new_process_loads_the_parallel_loop():
+    """Once loop_par is compiled (in the background, written to the disk cache), a new
+    process's first call runs it at once: nothing compiles, nothing left in the background."""
+    import subprocess
+    import sys
+
+    from tracejit.backends import kernel_cache
+    run, args = _tiered_scan(256)
+    assert "def loop_par" in run.source
+    run(*args)
+    kernel_cache.wait_compiled()
+    assert run.loop.fn is run.loop.par
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(here), here]))
+    out = subprocess.run([sys.executable, "-c", _WARM_PROCESS], capture_output=True,
+                         text=True, env=env, timeout=300, check=False)
+    assert out.stdout.split() == ["True", "0"], out.stdout + out.stderr
 
 
 def test_numba_loop_carries_that_alias():

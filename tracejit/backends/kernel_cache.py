@@ -3,7 +3,8 @@
 `load(source, digest)` writes a kernel module to `<cache>/kernels/tracejit_k_<digest>.py`
 (atomically; a truncated or corrupted file is rewritten) and imports it: Numba's disk cache
 works only for functions whose source file exists, so a new process loads machine code
-instead of compiling. `TieredKernel` holds a module's serial and parallel njit variants:
+instead of compiling. `TieredKernel` holds a module's serial and parallel njit variants (a
+fused kernel's, numba_cpu.CompiledKernel, or a scan loop's, numba_loops):
 
     first call    parallel variant in Numba's disk cache?  yes: load it, run it
                                                            no:  run the serial variant (it
@@ -173,8 +174,9 @@ class TieredKernel:
                 raise  # a code-generation bug, not a cache problem: never hide it
             except Exception:  # a corrupted or stale disk-cache entry: drop it, rebuild once
                 clear_numba_cache(self.module)
-                self.fn = numba.njit(fastmath={"contract"}, error_model="numpy", nogil=True,
-                                     parallel=self.fn is self.par)(self.fn.py_func)
+                opts = {k: v for k, v in self.fn.targetoptions.items()
+                        if k not in ("cache", "nopython")}  # the same flags, uncached
+                self.fn = numba.njit(**opts)(self.fn.py_func)
                 out = self.fn(*args)
             self.ok = True
             self._use(self.fn)

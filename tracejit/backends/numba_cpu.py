@@ -39,8 +39,10 @@ BLOCK = 1024
 ROWS = 32
 # No 'reassoc' on kernels: it would let LLVM rewrite x*2 - x into x (inf - inf is NaN in
 # NumPy). Only the reduction combines (vm.radd / vm.rmul) carry it, which is all the loop
-# vectorizer needs to vectorize a sum.
-_FLAGS = "fastmath={'contract'}, error_model='numpy', cache=True, nogil=True"
+# vectorizer needs to vectorize a sum. Kernels are called from Python or njit code, never
+# through a C pointer: no C wrapper (Numba compiles one per function otherwise).
+_FLAGS = ("fastmath={'contract'}, error_model='numpy', cache=True, nogil=True, "
+          "no_cfunc_wrapper=True")
 
 try:  # tracejit's vectorizable math: branch-free, so LLVM vectorizes loops that call it
     from . import vecmath as _vm
@@ -105,9 +107,14 @@ class CpuKernelSource(KernelSource):
             # loop does not vectorize (W6). The index is unsigned: a signed range(lo, hi)
             # index makes Numba emit negative-index wraparound checks, which stop LLVM
             # vectorizing the loop (3.5x slower).
+            # nch = max(1, min(n_p, CHUNKS, total // MIN_CHUNK)), spelled with conditional
+            # expressions: Numba compiles min/max of a tuple as functions of their own (0.1 s
+            # of a cold first call)
             total = " * ".join(f"n{a}" for a in range(len(self.space)))
-            self.lines.append(
-                f"{ind}nch = max(1, min(n{p}, {CHUNKS}, ({total}) // {MIN_CHUNK}))")
+            self.lines += [f"{ind}nch = ({total}) // {MIN_CHUNK}",
+                           f"{ind}nch = n{p} if n{p} < nch else nch",
+                           f"{ind}nch = nch if nch < {CHUNKS} else {CHUNKS}",
+                           f"{ind}nch = nch if nch > 1 else 1"]
             for e in self.accs:
                 v = e.outputs[0].id
                 dt = "np.float64" if self.wide(e) else scalar_type(e.outputs[0].aval.dtype)

@@ -1,21 +1,31 @@
 """A whole scan as ONE njit function (Numba CPU): the body's fused kernels and its
 BLAS/reshape steps called from a compiled loop, so a step costs no Python and allocates
-nothing. A kernel is its serial variant, or its parallel one when it spans at least
-numba_cpu.SERIAL_BELOW elements and the body calls no BLAS (whose spinning threads would fight
-a parallel loop): W11's forward loop, 1024x1024 per step, 88 -> 44 ms on 2 cores.
+nothing. The module holds the loop twice (kernel_cache.TieredKernel picks one):
 
-    from tracejit_k_<digest> import k_matmul_.._ser as K0   # the body's kernels, cached
+    loop_ser  every body kernel's serial variant, inlined at Numba IR level (`S0`): one
+              function to compile, what a first call on a cold cache runs (W11's first call,
+              forward + backward loop: the kernels' parfor compiles were 1.5 s of 2.7 s)
+    loop_par  a kernel over at least numba_cpu.SERIAL_BELOW elements as its parallel variant
+              (`P0`, from its own cached module), when the body calls no BLAS (whose spinning
+              threads would fight a parallel loop): W11's forward loop, 1024x1024 per step,
+              88 -> 44 ms on 2 cores. Only when some kernel is parallel. It compiles in the
+              background after the first call and replaces loop_ser when ready; a new
+              process finds it in the disk cache and runs it at once.
+
+    from tracejit_k_<digest> import k_mul_.._ser as _S0     # the body's kernels, cached
+    S0 = njit(inline='always', ...)(_S0.py_func)
+    from tracejit_k_<digest> import k_mul_.._par as P0
     @njit(cache=True, ...)
-    def loop(length, reverse, c0, k0, s0, y0):
-        t3 = np.empty((16,), np.float32)        # scratch: every buffer the body writes,
-        for i in range(length):                 # allocated once, before the loop
-            t = length - 1 - i if reverse else i
+    def loop_ser(length, reverse, c0, k0, s0, y0, t3):
+        for i in range(length):                 # t3: a scratch buffer (every buffer the
+            t = length - 1 - i if reverse else i  # body writes), allocated by the caller
             t5 = y0[t]                          # a y written in place
-            K0(16, 16, c0, k0, s0[t], t3, t5)
+            S0(16, 16, c0, k0, s0[t], t3, t5)
             n0 = t3                             # carries double-buffered: the new carry's
             t3 = k0                             # buffer swaps with the old one
             k0 = n0
         return (k0,)
+    def loop_par(...): the same, calling P0
 
 The loop is a generated module written to the kernel cache (kernel_cache.load), so Numba's
 disk cache holds its machine code: a new process, or the same loop with another trip count
@@ -26,7 +36,6 @@ then runs the host loop over the compiled body plan.
 """
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 
 import numpy as np
@@ -35,6 +44,12 @@ from numba import njit, prange
 from .. import fusion
 from ..ir import Literal
 from ..primitives import CONTRACT
+from . import kernel_cache
+from .numba_cpu import _FLAGS
+
+_INLINE = _FLAGS.replace(", cache=True", "")  # a serial kernel, compiled into loop_ser
+# loop_par: its kernels are functions of their own, with their flags
+_PAR_LOOP = "error_model='numpy', cache=True, nogil=True, no_cfunc_wrapper=True"
 
 
 def _step_code(e, ref, out: str) -> str | None:
@@ -64,17 +79,24 @@ def _writes_buffer(item) -> bool:
     return isinstance(item, fusion.Kernel) or not item.eqn.prim.same_order
 
 
-def loop_source(plan: fusion.Plan, n_consts: int, n_carry: int, kernels: list) -> str | None:
-    """The module source of the scan loop over `plan` (the body's plan), or None."""
+def loop_source(plan: fusion.Plan, n_consts: int, n_carry: int,
+                kernels: list) -> tuple[str, list] | None:
+    """The module source of the scan loop over `plan` (the body's plan) and the (shape, dtype)
+    of each scratch buffer it takes after the ys, or None."""
     g = plan.graph
     nc, nk = n_consts, n_carry
     if any(isinstance(it, fusion.Step) and _step_code(it.eqn, lambda a: "x", "o") is None
            for it in plan.items):
         return None
+    parallel = any(ck.parallel for ck in kernels)
     head = ["import numpy as np", "from numba import njit", ""]
     for j, ck in enumerate(kernels):
-        variant = "par" if ck.parallel else "ser"
-        head.append(f"from {ck.module.__name__} import {ck.name}_{variant} as K{j}")
+        head.append(f"from {ck.module.__name__} import {ck.name}_ser as _S{j}")
+        head.append(f"S{j} = njit(inline='always', {_INLINE})(_S{j}.py_func)")
+        if ck.parallel:
+            head.append(f"from {ck.module.__name__} import {ck.name}_par as P{j}")
+        elif parallel:
+            head.append(f"P{j} = _S{j}")
     names: dict[int, str] = {}
     n_in = len(g.inputs)
     cs = [f"c{i}" for i in range(nc)]
@@ -116,20 +138,19 @@ def loop_source(plan: fusion.Plan, n_consts: int, n_carry: int, kernels: list) -
                 body.append(f"{buf} = {y}[t:t + 1]" if v.aval.ndim == 0 else f"{buf} = {y}[t]")
                 in_place.add(v.id)
             else:
-                scratch.append(f"{buf} = np.empty({v.aval.shape or (1,)!r}, "
-                               f"np.{v.aval.dtype.name})")
+                scratch.append((buf, v.aval.shape or (1,), v.aval.dtype))
         if isinstance(item, fusion.Step):
             body.append(_step_code(item.eqn, ref, names[outs[0].id]))
             continue
         j = next(kit)
         sizes = [str(d) for d in (item.space or (1,))]
         args = sizes + [ref(a) for a in kernels[j].gen.inputs] + [names[v.id] for v in outs]
-        body.append(f"K{j}({', '.join(args)})")
+        body.append(f"@K{j}({', '.join(args)})")  # '@K': S (serial) or P (parallel)
     for o, y in zip(g.outputs[nk:], ys):
         if isinstance(o, Literal) or o.id not in in_place:
             body.append(_copy(f"{y}[t:t + 1]" if o.aval.ndim == 0 else f"{y}[t]", ref(o),
                               o.aval.size, y))
-    buffers = {line.split(" = ", 1)[0] for line in scratch}
+    buffers = {buf for buf, _, _ in scratch}
     new, back = [], []
     for j, (o, k) in enumerate(zip(g.outputs[:nk], ks)):
         r = ref(o)
@@ -143,19 +164,22 @@ def loop_source(plan: fusion.Plan, n_consts: int, n_carry: int, kernels: list) -
                        + _copy(f"n{j}", r, o.aval.size, f"n{j}"))
     body += new + back + [f"{k} = n{j}" for j, k in enumerate(ks)]
     rets = "".join(f"{k}, " for k in ks)
-    lines = head + ["", "", "@njit(error_model='numpy', cache=True, nogil=True)",
-                    f"def loop(length, reverse, {', '.join(cs + ks + xs + ys)}):"]
-    lines += [f"    {s}" for s in scratch]
-    lines += ["    for i in range(length):",
-              "        t = length - 1 - i if reverse else i"]
-    lines += [f"        {line}" for s in body for line in s.split("\n")]
-    lines += [f"    return ({rets})", ""]
-    return "\n".join(lines)
+    args = cs + ks + xs + ys + [buf for buf, _, _ in scratch]
+    lines = list(head)
+    for variant, flags, kname in (("ser", _FLAGS, "S"), ("par", _PAR_LOOP, "P")):
+        if variant == "par" and not parallel:
+            break
+        lines += ["", "", f"@njit({flags})",
+                  f"def loop_{variant}(length, reverse, {', '.join(args)}):"]
+        lines += ["    for i in range(length):",
+                  "        t = length - 1 - i if reverse else i"]
+        lines += [f"        {line}".replace("@K", kname) for s in body for line in s.split("\n")]
+        lines += [f"    return ({rets})"]
+    return "\n".join(lines + [""]), [(shape, dt) for _, shape, dt in scratch]
 
 
 def compiled_scan(eqn, plan: fusion.Plan, backend):
     """The scan `eqn` (its body's plan compiled by numba_cpu) as one njit loop, or None."""
-    from . import kernel_cache
     p = eqn.params
     nc, nk = p["n_consts"], p["n_carry"]
     g = plan.graph
@@ -168,11 +192,11 @@ def compiled_scan(eqn, plan: fusion.Plan, backend):
                for it in plan.items)
     kernels = [backend.CompiledKernel(it, allow_parallel=not blas)
                for it in plan.items if isinstance(it, fusion.Kernel)]
-    src = loop_source(plan, nc, nk, kernels)
-    if src is None:
+    made = loop_source(plan, nc, nk, kernels)
+    if made is None:
         return None
-    digest = hashlib.sha256(src.encode()).hexdigest()[:16]
-    loop = kernel_cache.load(src, digest).loop
+    src, scratch = made
+    loop = kernel_cache.TieredKernel("loop", src, any(ck.parallel for ck in kernels))
     length, reverse = p["length"], p["reverse"]
     y_avals = [v.aval for v in eqn.outputs[nk:]]
     in_avals = [v.aval for v in g.inputs]
@@ -184,9 +208,9 @@ def compiled_scan(eqn, plan: fusion.Plan, backend):
                 else _contiguous(np.asarray(a, v.dtype).reshape(v.shape or (1,)))
                 for i, (a, v) in enumerate(zip(args, in_avals))]
         ys = [np.empty(a.shape, a.dtype) for a in y_avals]
-        carry = loop(length, reverse, *arrs, *ys)
+        carry = loop(length, reverse, *arrs, *ys, *[np.empty(s, dt) for s, dt in scratch])
         return list(carry) + ys
-    run_scan.source = src
+    run_scan.source, run_scan.loop = src, loop
     return run_scan
 
 

@@ -96,8 +96,7 @@ def _minimum(a, b):
 
 # Reduction combines: the only operations in a kernel that may be reassociated (so a sum
 # vectorizes), kept in their own functions so the flag is on the combine instruction alone.
-_reduce_kernel = numba.njit(fastmath={"reassoc", "contract"}, error_model="numpy",
-                            forceinline=True, nogil=True)
+_reduce_kernel = numba.njit(**dict(JIT_OPTIONS, fastmath={"reassoc", "contract"}))
 
 
 @_reduce_kernel
