@@ -44,6 +44,12 @@ def literal(val, dtype: np.dtype) -> str:
     return f"{scalar_type(dtype)}({val!r})"
 
 
+def lesser(a: str, b: str) -> str:
+    """min(a, b) of two int expressions as a conditional expression: Numba compiles `min`
+    as a function of its own (0.03 s of a cold first call)."""
+    return f"{a} if {a} < {b} else {b}"
+
+
 def iota_axis(val: np.ndarray) -> int | None:
     """The axis along which the array constant `val` is 0, 1, ..., n-1 (n > 1; every other
     axis of size 1), else None."""
@@ -269,7 +275,8 @@ class KernelSource:
         self.lines.append(f"{ind}for {bk} in range({lo}, {hi}, {self.block}):")
         for part in parts:
             self.lines.append(f"{ind}    {part} = np.float32(0)")
-        self.lines.append(f"{ind}    for {var} in range({bk}, min({bk} + {self.block}, {hi})):")
+        end = lesser(f"{bk} + {self.block}", hi)
+        self.lines.append(f"{ind}    for {var} in range({bk}, {end}):")
         self.lines.append(f"{ind}        {idx} = np.uint64({var})")
         return ind + "        "
 
@@ -426,12 +433,13 @@ class KernelSource:
         k = self.k
         reds = [e for e in row_eqns if k.kinds[e.outputs[0].id] == "row" and
                 e.prim.kind == REDUCE and self.level[e.outputs[0].id] == 1]
+        buffers = self.row_buffers(reds, later)
         for e in reds:
-            self.lines.append(f"{ind}rb{e.outputs[0].id}[j] = v{e.outputs[0].id}")
+            self.lines.append(f"{ind}{buffers[e.outputs[0].id]} = v{e.outputs[0].id}")
         self.lines.append(f"{ind[:-4]}{self.row_block}")
         self.lines.append(f"{ind}i{self.par_axis} = np.uint64(j)")
         for e in reds:
-            self.lines.append(f"{ind}v{e.outputs[0].id} = rb{e.outputs[0].id}[j]")
+            self.lines.append(f"{ind}v{e.outputs[0].id} = {buffers[e.outputs[0].id]}")
         # row values from before the reductions that the later ones read: computed again
         byout = {e.outputs[0].id: e for e in row_eqns if e not in reds}
         need, stack = set(), [a.id for e in later for a in e.inputs if isinstance(a, Var)]
@@ -441,6 +449,24 @@ class KernelSource:
                 need.add(v)
                 stack += [a.id for a in byout[v].inputs if isinstance(a, Var)]
         self.emit_values([e for e in row_eqns if e.outputs[0].id in need], ind, stores=False)
+
+    def row_buffers(self, reds, later) -> dict:
+        """Where each row reduction's value waits for the second loop over a block of rows:
+        the element of this row in an output of one value per row of that dtype that only
+        the second loop writes (read back before it is written), else rb<id>[j] (an array
+        the backend allocates: Numba compiles np.empty in 0.2 s, a cold first call's)."""
+        k, out, free = self.k, {}, [e.outputs[0] for e in later
+                                    if e.outputs[0].id in self.out_names]
+        for e in reds:
+            v = e.outputs[0]
+            o = next((o for o in free if o.aval.dtype == v.aval.dtype and
+                      fusion.footprint(k.amaps[o.id]) == {self.par_axis}), None)
+            if o is None:
+                out[v.id] = f"rb{v.id}[j]"
+                continue
+            free.remove(o)
+            out[v.id] = f"{self.out_names[o.id]}[{self.index(k.amaps[o.id], o.aval.ndim)}]"
+        return out
 
     def emit_pass(self, p, reds, stored, accs, body, stash, loaded, ind) -> None:
         """One pass over the row. Reductions with Reduce.lanes (a CPU row prod) keep LANES
@@ -588,8 +614,8 @@ class KernelSource:
                 zero = f"np.zeros({shape}, np.float32)" if e in reds and on_tail(e) else \
                     "np.float32(0)"
                 self.lines.append(f"{cnd}{self.partial(e)} = {zero}")
-            self.lines.append(f"{cnd}for j{last} in range(bk{last}, min(bk{last} + "
-                              f"{self.block}, n{last})):")
+            end = lesser(f"bk{last} + {self.block}", f"n{last}")
+            self.lines.append(f"{cnd}for j{last} in range(bk{last}, {end}):")
             jnd = cnd + "    "
         else:
             self.lines.append(f"{jnd}for j{last} in range(n{last}):")

@@ -23,7 +23,7 @@ from ..ir import Literal, Var
 from ..primitives import CONTRACT
 from . import blas
 from .kernel_cache import TieredKernel, first_call, wait_compiled  # noqa: F401  (api.wait_compiled)
-from .loopgen import KernelSource, canonical_names, scalar_type
+from .loopgen import KernelSource, canonical_names, lesser, scalar_type
 
 # small inputs run serially: a parallel launch costs more than the loop below this size
 SERIAL_BELOW = 1 << 15
@@ -139,10 +139,12 @@ class CpuKernelSource(KernelSource):
         elif len(loops) == 1 and (blocks := self.epilogue_blocks()):
             # rows in blocks of ROWS: their reductions, then the values after them in a
             # second loop that vectorizes (loopgen.second_row_loop)
-            self.row_block = f"for j in range(ib * {ROWS}, min(ib * {ROWS} + {ROWS}, n{p})):"
+            end = lesser(f"ib * {ROWS} + {ROWS}", f"n{p}")
+            self.row_block = f"for j in range(ib * {ROWS}, {end}):"
             for e in blocks[0]:
-                self.lines.append(f"{ind}rb{e.outputs[0].id} = np.empty(n{p}, "
-                                  f"{scalar_type(e.outputs[0].aval.dtype)})")
+                if self.row_buffers(*blocks)[e.outputs[0].id].startswith("rb"):
+                    self.lines.append(f"{ind}rb{e.outputs[0].id} = np.empty(n{p}, "
+                                      f"{scalar_type(e.outputs[0].aval.dtype)})")
             self.lines.append(f"{ind}for ib in {loop}((n{p} + {ROWS - 1}) // {ROWS}):")
             self.lines.append(f"{ind}    {self.row_block}")
             self.lines.append(f"{ind}        i{p} = np.uint64(j)")
