@@ -197,7 +197,7 @@ def test_row_value_stashed_in_the_output_row_is_read_back_not_recomputed():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_costly_row_values_after_row_reductions_run_in_blocks(dtype):
     # tanh(W @ h + 2b) per row: a block of rows' sums in one loop, their tanh in a second
-    # loop that vectorizes (loopgen.second_row_loop); 70 rows: not a multiple of the block;
+    # loop that vectorizes (CpuKernelSource.second_row_loop); 70 rows: not a multiple of the block;
     # 2b is computed before the sums and again in the second loop; two sums in one pass
     r = np.random.default_rng(3)
     W, V = (r.standard_normal((70, 33)).astype(dtype) for _ in range(2))

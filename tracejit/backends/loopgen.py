@@ -75,8 +75,7 @@ class KernelSource:
     direct = False  # in a laned pass: float32 sums go straight into float64 (see emit_pass)
     # kept axes after the reduced ones loop inside the pass over the row (see _tail)
     interchange = False
-    # the loop line over one block of rows when the backend runs rows in blocks (see
-    # epilogue_blocks and second_row_loop); None: one loop over the rows
+    # a block of rows' loop line, if the backend splits rows (its second_row_loop); else None
     row_block = None
 
     def __init__(self, k: fusion.Kernel, exact: frozenset = frozenset()) -> None:
@@ -401,72 +400,6 @@ class KernelSource:
             loaded = frozenset(v for v, (_, made, last) in stash.items() if made < p <= last)
             body = self.closure(roots, loaded)
             self.emit_pass(p, reds, stored, accs, body, stash, loaded, ind)
-
-    def epilogue_blocks(self) -> tuple:
-        """(row reductions, row values after them) when the kernel is one pass over each
-        row and the values after it call a vecmath function (tanh(W @ h + b)); else None.
-        Such a kernel can run its rows in blocks: see second_row_loop."""
-        k, row = self.k, []
-        if not self.inner or self.tail or self.accs:
-            return None
-        for e in k.eqns:
-            v = e.outputs[0].id
-            if k.kinds[v] in ("elem", "row") and self.is_inner[v] and self.level[v] > 0:
-                return None  # a second pass over the row
-            if k.kinds[v] in ("elem", "row") and not self.is_inner[v]:
-                row.append(e)
-        reds = [e for e in row if k.kinds[e.outputs[0].id] == "row" and e.prim.kind == REDUCE]
-        if not reds or any(self.level[e.outputs[0].id] != 1 for e in reds):
-            return None
-        later = [e for e in row if self.level[e.outputs[0].id] == 1 and e not in reds]
-        costly = any("vm." in t and not re.fullmatch(r"vm\.r(add|max|min|mul)\(.*", t)
-                     for e in later if isinstance(t := self.template(
-                         e.prim, e.outputs[0].aval.dtype), str))
-        return (reds, later) if costly else None
-
-    def second_row_loop(self, later, row_eqns, ind) -> None:
-        """Close the loop over a block of rows after its row reductions, keeping their values
-        in buffers (rb<id>, one element per row), and open a second loop over the same rows
-        for the values after them (the backend opened the first: `row_block` is its loop
-        line). With no reduction inside, LLVM vectorizes the second loop: W11's tanh(W @ h +
-        b) in 16-wide vecmath instead of a scalar tanh per row, 45 -> 36 ms per 1000 steps."""
-        k = self.k
-        reds = [e for e in row_eqns if k.kinds[e.outputs[0].id] == "row" and
-                e.prim.kind == REDUCE and self.level[e.outputs[0].id] == 1]
-        buffers = self.row_buffers(reds, later)
-        for e in reds:
-            self.lines.append(f"{ind}{buffers[e.outputs[0].id]} = v{e.outputs[0].id}")
-        self.lines.append(f"{ind[:-4]}{self.row_block}")
-        self.lines.append(f"{ind}i{self.par_axis} = np.uint64(j)")
-        for e in reds:
-            self.lines.append(f"{ind}v{e.outputs[0].id} = {buffers[e.outputs[0].id]}")
-        # row values from before the reductions that the later ones read: computed again
-        byout = {e.outputs[0].id: e for e in row_eqns if e not in reds}
-        need, stack = set(), [a.id for e in later for a in e.inputs if isinstance(a, Var)]
-        while stack:
-            v = stack.pop()
-            if v in byout and v not in need and byout[v] not in later:
-                need.add(v)
-                stack += [a.id for a in byout[v].inputs if isinstance(a, Var)]
-        self.emit_values([e for e in row_eqns if e.outputs[0].id in need], ind, stores=False)
-
-    def row_buffers(self, reds, later) -> dict:
-        """Where each row reduction's value waits for the second loop over a block of rows:
-        the element of this row in an output of one value per row of that dtype that only
-        the second loop writes (read back before it is written), else rb<id>[j] (an array
-        the backend allocates: Numba compiles np.empty in 0.2 s, a cold first call's)."""
-        k, out, free = self.k, {}, [e.outputs[0] for e in later
-                                    if e.outputs[0].id in self.out_names]
-        for e in reds:
-            v = e.outputs[0]
-            o = next((o for o in free if o.aval.dtype == v.aval.dtype and
-                      fusion.footprint(k.amaps[o.id]) == {self.par_axis}), None)
-            if o is None:
-                out[v.id] = f"rb{v.id}[j]"
-                continue
-            free.remove(o)
-            out[v.id] = f"{self.out_names[o.id]}[{self.index(k.amaps[o.id], o.aval.ndim)}]"
-        return out
 
     def emit_pass(self, p, reds, stored, accs, body, stash, loaded, ind) -> None:
         """One pass over the row. Reductions with Reduce.lanes (a CPU row prod) keep LANES
