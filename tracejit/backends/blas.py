@@ -14,8 +14,8 @@ threading (1024x1000x1024 float32 on 2 cores: 11.0 ms against 11.3 ms).
 BLAS is column-major, so it computes the transposed problem out.T = b.T @ a.T on the same
 memory: an operand with unit stride along its last axis is passed as is ('N'), one with unit
 stride along its first axis as transposed ('T'), with its other stride as the leading
-dimension; anything else is copied. No scipy or no threadpoolctl: `matmul` is None and the
-driver calls np.matmul.
+dimension; anything else is copied. Without scipy or threadpoolctl (`ready()` is False),
+`matmul` is np.matmul.
 """
 from __future__ import annotations
 

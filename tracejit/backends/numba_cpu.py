@@ -207,8 +207,9 @@ class CpuKernelSource(KernelSource):
             # second loop that vectorizes (second_row_loop)
             end = lesser(f"ib * {ROWS} + {ROWS}", f"n{p}")
             self.row_block = f"for j in range(ib * {ROWS}, {end}):"
+            buffers = self.row_buffers(*blocks)
             for e in blocks[0]:
-                if self.row_buffers(*blocks)[e.outputs[0].id].startswith("rb"):
+                if buffers[e.outputs[0].id].startswith("rb"):
                     self.lines.append(f"{ind}rb{e.outputs[0].id} = np.empty(n{p}, "
                                       f"{scalar_type(e.outputs[0].aval.dtype)})")
             self.lines.append(f"{ind}for ib in {loop}((n{p} + {ROWS - 1}) // {ROWS}):")
@@ -296,11 +297,19 @@ class CompiledKernel(TieredKernel):
 
 
 # ----- driver -----
-def _on_our_threads(e) -> bool:
-    """A matmul step of 2-D float operands: blas.matmul runs it on Numba's threads, so no
-    OpenBLAS thread is left spinning into the next parallel kernel."""
-    return e.prim.kind == CONTRACT and all(a.aval.ndim == 2 for a in e.inputs) and \
-        e.inputs[0].aval.dtype in (np.float32, np.float64)
+def _product(e) -> str | None:
+    """How a matmul step runs: "ours" (blas.matmul on Numba's threads: 2-D float operands,
+    big enough for OpenBLAS to thread, scipy and threadpoolctl there), "single" (2-D float,
+    too small for OpenBLAS's threads: np.matmul), None (np.matmul, which OpenBLAS may
+    thread: its threads then spin into the next parallel kernel). Shapes are static, so the
+    driver decides once, not per call."""
+    if not (e.prim.kind == CONTRACT and all(a.aval.ndim == 2 for a in e.inputs) and
+            e.inputs[0].aval.dtype in (np.float32, np.float64)):
+        return None
+    (m, k), n = e.inputs[0].aval.shape, e.inputs[1].aval.shape[1]
+    if m * n * k < blas.THREADED_FROM:
+        return "single"
+    return "ours" if blas.ready() else None
 
 
 def serial_step(e):
@@ -329,7 +338,7 @@ class Executable:
         # W5: 16 ms parallel vs 3.0 ms serial), so plans with a product that OpenBLAS would
         # thread run serial loops; products on our threads (blas.py) leave none spinning
         spins = any(isinstance(it, fusion.Step) and it.eqn.prim.kind == CONTRACT and
-                    not (_on_our_threads(it.eqn) and blas.ready()) for it in self.items)
+                    _product(it.eqn) is None for it in self.items)
         self.kernels = [CompiledKernel(it, allow_parallel=not spins, exact=exact)
                         for it in self.items if isinstance(it, fusion.Kernel)]
         self.reuse = reuse_buffers
@@ -397,7 +406,7 @@ class Executable:
                     glb[key] = e.prim.impl
                 args = [ref(a) if not (isinstance(a, Var) and a.aval.ndim == 0) else
                         f"{ref(a)}.reshape(())" for a in e.inputs]
-                if _on_our_threads(e):
+                if _product(e) == "ours":
                     glb[key] = blas.matmul
                     args.append("_threads()")
                 params = "".join(f", {k}={v!r}" for k, v in e.params.items()
