@@ -156,8 +156,8 @@ def test_numba_loop_allocates_nothing_per_step_and_is_cached():
 def test_numba_loop_runs_large_kernels_in_parallel():
     """A body kernel over at least SERIAL_BELOW elements is the kernel's parallel variant
     inside loop_par (small ones, and bodies that call BLAS, stay serial: no loop_par). A first
-    call runs loop_ser (the serial kernels inlined: fast to compile); loop_par compiles in the
-    background after it and takes over: the same numbers, to the bit."""
+    call runs loop_ser (the serial kernels' statements inlined: fast to compile); loop_par
+    compiles in the background after it and takes over: the same numbers, to the bit."""
     from tracejit.backends import get_backend, kernel_cache
     from tracejit.backends.numba_cpu import SERIAL_BELOW
     from tracejit.backends.numba_loops import compiled_scan
@@ -175,7 +175,8 @@ def test_numba_loop_runs_large_kernels_in_parallel():
         eqn = next(e for e in graph.eqns if e.prim.name == "scan")
         plan, _ = lower(simplify(eqn.params["body"]), be)
         run = compiled_scan(eqn, plan, be)
-        assert "S0 = njit(inline='always'" in run.source, run.source
+        ser = run.source.split("def loop_ser")[1].split("def loop_par")[0]
+        assert "S0(" not in ser and "n0_0 = " in ser, run.source  # inlined as statements
         assert ("_par as P0" in run.source) == ("def loop_par" in run.source) == (size == n)
         args = [np.asarray(a, v.aval.dtype) for a, v in zip([W, b, h], eqn.inputs)]
         want = eqn.prim.impl(*args, **eqn.params)
@@ -320,3 +321,31 @@ def test_transposed_loop_constant_is_copied_in_tiles(dtype):
     for g, w in zip(got, want):
         tol = 2e-5 if dtype == np.float32 else 1e-11
         np.testing.assert_allclose(g, w, rtol=tol, atol=tol * np.abs(w).max())
+
+
+def test_loop_module_helpers():
+    """`view` (a loop module's reshape) is NumPy's reshape of a C-contiguous array, a view;
+    other layouts are a typing error, as for Numba's reshape. `_inlined` declines a kernel
+    that returns before its end."""
+    from numba import njit
+    from numba.core.errors import TypingError
+    from tracejit.backends.numba_loops import _inlined, view
+
+    @njit
+    def views(a):
+        return view(a, (3, 4)), view(a[2:8], (2, np.int32(3))), view(a[4:5], (1, 1, 1))
+
+    a = np.arange(12.0)
+    for got, want in zip(views(a), (a.reshape(3, 4), a[2:8].reshape(2, 3), a[4:5].reshape(1, 1, 1))):
+        np.testing.assert_array_equal(got, want)
+        assert got.flags.c_contiguous and np.shares_memory(got, a)
+    got = views(a)[0]
+    got[1, 0] = -1.0  # a view: writes reach the array
+    assert a[4] == -1.0
+    with pytest.raises(TypingError):
+        njit(lambda b: view(b[:, 1:], (4,)))(np.zeros((4, 2)))
+
+    class Early:
+        serial_source = "def k(n0, a0):\n    if n0 == 0:\n        return 0\n    return 0\n"
+        module = np
+    assert _inlined(Early, 0, ["3", "x"], []) is None

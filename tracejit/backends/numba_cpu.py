@@ -291,7 +291,7 @@ class CompiledKernel(TieredKernel):
         name = f"k_{first}_{digest[:8]}"
         body = body.replace("def KERNEL(", f"def {name}_par(", 1)
         serial = serial.replace("def KERNEL(", f"def {name}_ser(", 1)
-        self.kernel, self.gen = kernel, gen
+        self.kernel, self.gen, self.serial_source = kernel, gen, serial
         parallel = allow_parallel and int(np.prod(kernel.space, dtype=np.int64)) >= SERIAL_BELOW
         super().__init__(name, _module_source(body, serial, consts), parallel)
 

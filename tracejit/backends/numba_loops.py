@@ -36,10 +36,16 @@ then runs the host loop over the compiled body plan.
 """
 from __future__ import annotations
 
+import ast
+import types as pytypes
 from collections import Counter
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
 
 from .. import fusion
 from ..ir import Literal
@@ -52,11 +58,38 @@ _INLINE = _FLAGS.replace(", cache=True", "")  # a serial kernel, compiled into l
 _PAR_LOOP = "error_model='numpy', cache=True, nogil=True, no_cfunc_wrapper=True"
 
 
+@intrinsic
+def view(typingctx, a, shape):
+    """`a.reshape(shape)` for a C-contiguous `a` (every array in a loop module is one): the
+    view's struct built in place. Numba's reshape compiles a subroutine per type, 0.1 s each:
+    two reshapes were 0.2 s of W11's 0.7 s forward loop on a cold cache."""
+    if not (isinstance(a, types.Array) and a.layout == "C" and
+            isinstance(shape, types.BaseTuple) and
+            all(isinstance(d, types.Integer) for d in shape)):
+        return None  # (Numba's reshape, too, takes contiguous arrays only)
+    out = a.copy(ndim=len(shape), layout="C")
+
+    def codegen(context, builder, sig, args):
+        src = make_array(sig.args[0])(context, builder, args[0])
+        dims = [context.cast(builder, d, t, types.intp)
+                for d, t in zip(cgutils.unpack_tuple(builder, args[1]), sig.args[1])]
+        strides, step = [], src.itemsize
+        for d in reversed(dims):
+            strides.insert(0, step)
+            step = builder.mul(step, d)
+        dst = make_array(sig.return_type)(context, builder)
+        populate_array(dst, data=src.data, shape=dims, strides=strides, itemsize=src.itemsize,
+                       meminfo=src.meminfo, parent=src.parent)
+        return impl_ret_borrowed(context, builder, sig.return_type, dst._getvalue())
+
+    return out(a, shape), codegen
+
+
 def _step_code(e, ref, out: str) -> str | None:
     """njit source for one plan step writing or naming `out`, or None when not supported."""
     x = [ref(a) for a in e.inputs]
     if e.prim.same_order:  # reshape: a view of a contiguous array
-        return f"{out} = {x[0]}.reshape({e.outputs[0].aval.shape or (1,)!r})"
+        return f"{out} = view({x[0]}, {e.outputs[0].aval.shape or (1,)!r})"
     if e.prim.kind == CONTRACT and all(a.aval.ndim == 2 for a in e.inputs):
         return f"np.dot({x[0]}, {x[1]}, {out})"
     if e.prim.name == "transpose" and e.inputs[0].aval.ndim == 2 and \
@@ -70,8 +103,38 @@ def _step_code(e, ref, out: str) -> str | None:
 def _copy(dst: str, src: str, size: int, tag: str) -> str:
     """Copy the C-contiguous array `src` into `dst` (same size): a loop, which Numba compiles
     in a tenth of a second where `dst[...] = src` takes seconds. `tag` names its views."""
-    return "\n".join([f"d{tag} = {dst}.reshape(({size},))", f"s{tag} = {src}.reshape(({size},))",
+    return "\n".join([f"d{tag} = view({dst}, ({size},))", f"s{tag} = view({src}, ({size},))",
                       f"for q in range({size}):", f"    d{tag}[q] = s{tag}[q]"])
+
+
+def _inlined(ck, j: int, args: list[str], head: list[str]) -> str | None:
+    """The serial kernel `ck` as statements of loop_ser: its parameters assigned `args`, its
+    locals renamed `<name>_<j>`, its module's constants imported as `K<j>_<name>` (added to
+    `head`), or None when it returns before its end. Numba's inline='always' deep-copies and
+    retypes the callee's IR: 0.1 s of W11's forward loop on a cold cache."""
+    fn = ast.parse(ck.serial_source).body[0]
+    *stmts, last = fn.body
+    if not isinstance(last, ast.Return) or any(isinstance(n, ast.Return)
+                                               for st in stmts for n in ast.walk(st)):
+        return None
+    params = [a.arg for a in fn.args.args]
+    local = set(params) | {n.id for st in stmts for n in ast.walk(st)
+                           if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    names = vars(ck.module)
+    for n in (n for st in stmts for n in ast.walk(st) if isinstance(n, ast.Name)):
+        if n.id in local:
+            n.id = f"{n.id}_{j}"
+        elif isinstance(names.get(n.id), pytypes.ModuleType):  # np, math, vm
+            line = f"import {names[n.id].__name__} as {n.id}"
+            if line not in head:
+                head.insert(0, line)
+        elif n.id in names:  # a constant of the kernel's module
+            line = f"from {ck.module.__name__} import {n.id} as K{j}_{n.id}"
+            if line not in head:
+                head.append(line)
+            n.id = f"K{j}_{n.id}"
+    return "\n".join([f"{p}_{j} = {a}" for p, a in zip(params, args)] +
+                      [ast.unparse(st) for st in stmts])
 
 
 def _writes_buffer(item) -> bool:
@@ -89,10 +152,10 @@ def loop_source(plan: fusion.Plan, n_consts: int, n_carry: int,
            for it in plan.items):
         return None
     parallel = any(ck.parallel for ck in kernels)
-    head = ["import numpy as np", "from numba import njit", ""]
+    head = ["import numpy as np", "from numba import njit",
+            "from tracejit.backends.numba_loops import view", ""]
     for j, ck in enumerate(kernels):
         head.append(f"from {ck.module.__name__} import {ck.name}_ser as _S{j}")
-        head.append(f"S{j} = njit(inline='always', {_INLINE})(_S{j}.py_func)")
         if ck.parallel:
             head.append(f"from {ck.module.__name__} import {ck.name}_par as P{j}")
         elif parallel:
@@ -145,7 +208,11 @@ def loop_source(plan: fusion.Plan, n_consts: int, n_carry: int,
         j = next(kit)
         sizes = [str(d) for d in (item.space or (1,))]
         args = sizes + [ref(a) for a in kernels[j].gen.inputs] + [names[v.id] for v in outs]
-        body.append(f"@K{j}({', '.join(args)})")  # '@K': S (serial) or P (parallel)
+        inlined = _inlined(kernels[j], j, args, head)
+        if inlined is None:  # Numba inlines it (slower to compile)
+            head.append(f"S{j} = njit(inline='always', {_INLINE})(_S{j}.py_func)")
+            inlined = f"S{j}({', '.join(args)})"
+        body.append((inlined, f"P{j}({', '.join(args)})"))  # (loop_ser's, loop_par's)
     for o, y in zip(g.outputs[nk:], ys):
         if isinstance(o, Literal) or o.id not in in_place:
             body.append(_copy(f"{y}[t:t + 1]" if o.aval.ndim == 0 else f"{y}[t]", ref(o),
@@ -166,14 +233,15 @@ def loop_source(plan: fusion.Plan, n_consts: int, n_carry: int,
     rets = "".join(f"{k}, " for k in ks)
     args = cs + ks + xs + ys + [buf for buf, _, _ in scratch]
     lines = list(head)
-    for variant, flags, kname in (("ser", _FLAGS, "S"), ("par", _PAR_LOOP, "P")):
+    for variant, flags in (("ser", _FLAGS), ("par", _PAR_LOOP)):
         if variant == "par" and not parallel:
             break
         lines += ["", "", f"@njit({flags})",
                   f"def loop_{variant}(length, reverse, {', '.join(args)}):"]
         lines += ["    for i in range(length):",
                   "        t = length - 1 - i if reverse else i"]
-        lines += [f"        {line}".replace("@K", kname) for s in body for line in s.split("\n")]
+        lines += [f"        {line}" for s in body
+                  for line in (s if isinstance(s, str) else s[variant == "par"]).split("\n")]
         lines += [f"    return ({rets})"]
     return "\n".join(lines + [""]), [(shape, dt) for _, shape, dt in scratch]
 
