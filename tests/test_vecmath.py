@@ -251,7 +251,7 @@ def test_float32_stays_float32_and_vectorizes():
     out = np.empty_like(x)
     _w1_loop(x, out)
     llvm_ir = _w1_loop.inspect_llvm(_w1_loop.signatures[0])
-    body = llvm_ir.split("define")[1]
+    body = next(d for d in llvm_ir.split("define")[1:] if "_w1_loop" in d.split("(")[0])
     # float32 work must not be done in double (fpext/fptrunc would halve the vector width)
     assert "fpext" not in body and " double " not in body
     assert re.search(r"<(4|8|16) x float>", body), "loop was not vectorized"
@@ -309,3 +309,27 @@ def test_cached_parallel_caller_in_another_module(tmp_path):
         assert r.returncode == 0, r.stderr[-3000:]
     assert runs[0].stdout.split()[-1] == "0"
     assert runs[1].stdout.split()[-1] == "2", "second process did not load from the cache"
+
+
+def test_entries_are_compiled_once_and_loaded_from_disk(tmp_path, monkeypatch):
+    """An entry's optimized bitcode is saved under its key and loaded by the next process
+    (here: the same process with its memory cleared); a damaged file is compiled again."""
+    from tracejit.backends.vecmath import precompiled
+    monkeypatch.setattr(precompiled, "_folders", lambda: [str(tmp_path / "vm")])
+    monkeypatch.setattr(precompiled, "_BITCODE", {})
+    x = np.linspace(-2, 2, 50).astype(F32)
+
+    def fresh():  # a new caller each time: its lowering asks for the entry again
+        return numba.njit(lambda x: [vm.expm1(v) for v in x])
+
+    np.testing.assert_allclose(fresh()(x), np.expm1(x), rtol=2e-7)
+    (path,) = (tmp_path / "vm").iterdir()
+    key = path.name[3:-3]
+    saved = path.read_bytes()
+    monkeypatch.setattr(precompiled, "_BITCODE", {})
+    assert precompiled._bitcode(key, lambda: pytest.fail("compiled again")) == saved
+    np.testing.assert_allclose(fresh()(x), np.expm1(x), rtol=2e-7)
+    path.write_bytes(saved[:len(saved) // 2])  # a truncated file
+    monkeypatch.setattr(precompiled, "_BITCODE", {})
+    assert precompiled._bitcode(key, lambda: saved) == saved
+    assert path.read_bytes() == saved

@@ -118,11 +118,18 @@ def _inlined(ck, j: int, args: list[str], head: list[str]) -> str | None:
                                                for st in stmts for n in ast.walk(st)):
         return None
     params = [a.arg for a in fn.args.args]
-    local = set(params) | {n.id for st in stmts for n in ast.walk(st)
-                           if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    stored = {n.id for st in stmts for n in ast.walk(st)
+              if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    # a parameter given a name or a number, never assigned, is that name or number: no
+    # array variable of its own (each one costs its reference counting in Numba's lowering)
+    same = {p: a for p, a in zip(params, args) if p not in stored and
+            (a.isidentifier() or a.isdigit())}
+    local = set(params) | stored
     names = vars(ck.module)
     for n in (n for st in stmts for n in ast.walk(st) if isinstance(n, ast.Name)):
-        if n.id in local:
+        if n.id in same:
+            n.id = same[n.id]
+        elif n.id in local:
             n.id = f"{n.id}_{j}"
         elif isinstance(names.get(n.id), pytypes.ModuleType):  # np, math, vm
             line = f"import {names[n.id].__name__} as {n.id}"
@@ -133,7 +140,7 @@ def _inlined(ck, j: int, args: list[str], head: list[str]) -> str | None:
             if line not in head:
                 head.append(line)
             n.id = f"K{j}_{n.id}"
-    return "\n".join([f"{p}_{j} = {a}" for p, a in zip(params, args)] +
+    return "\n".join([f"{p}_{j} = {a}" for p, a in zip(params, args) if p not in same] +
                       [ast.unparse(st) for st in stmts])
 
 

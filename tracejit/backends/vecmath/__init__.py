@@ -7,9 +7,11 @@ floor, bitcasts) only, so after inlining the loop vectorizer sees straight-line 
 
 Calling convention: generated kernels do ``from tracejit.backends import vecmath as vm`` at
 module level and call ``vm.exp(x)`` etc. on scalars inside ``njit``/``prange`` loops.  Each
-public name is a Python stub with a ``numba.extending.overload``: float32 arguments get a
-float32 kernel (float32 constants and polynomials, no double arithmetic), float64/ints get
-the float64 kernel.  Called from plain Python they run a lazily compiled Numba ufunc.
+public name is a Python stub that Numba types and lowers itself (``type_callable``,
+``lower_builtin``): float32 arguments get a float32 kernel (float32 constants and
+polynomials, no double arithmetic), float64/ints get the float64 kernel, compiled once per
+install and linked into the caller (precompiled.py).  Called from plain Python they run a
+lazily compiled Numba ufunc.
 Works from callers compiled with ``njit(parallel=True, fastmath={'reassoc','contract'},
 cache=True)`` in other files (tested).  Our kernels are compiled with
 ``fastmath={'contract'}`` and ``error_model='numpy'`` set explicitly so they never inherit
@@ -55,9 +57,9 @@ float32/float64 dispatch, maximum/minimum and the reduction combines.
 import numba
 import numpy as np
 from numba import types
-from numba.extending import overload
+from numba.extending import lower_builtin, type_callable
 
-from . import explog, trig
+from . import explog, precompiled, trig
 from .intrinsics import JIT_OPTIONS, fmaximum, fminimum, isnan, kernel, where
 from .trig import TRIG_MAX  # noqa: F401  (the Numba backend's RANGE_LIMITS)
 
@@ -122,8 +124,9 @@ def _rmin(acc, x):
 
 
 # --------------------------------------------------------------------------------------
-# Public API: Python stubs with a Numba overload that picks the float32/float64 kernel.
-# From njit code ``vm.exp(x)`` resolves to the overload; from Python the stub runs a lazily
+# Public API: Python stubs whose typing picks the float32/float64 kernel and whose lowering
+# links that kernel's precompiled entry. From njit code ``vm.exp(x)`` is that call; from
+# Python the stub runs a lazily
 # built Numba ufunc, so scalars and arrays both work (slow, meant for tests/debugging).
 # --------------------------------------------------------------------------------------
 
@@ -162,15 +165,17 @@ def _unary(name, doc):
     stub.__doc__ = doc
     call = _make_python_caller(stub, 1)
 
-    @overload(stub, jit_options=JIT_OPTIONS)
-    def _ol(x):
-        ft = _as_float_type(x)
-        if ft is None:
-            return None
+    @type_callable(stub)
+    def _type(context):
+        return _as_float_type  # the result's type, None where not defined
+
+    @lower_builtin(stub, types.Any)
+    def _lower(context, builder, sig, args):
+        ft = sig.return_type
         impl = impls[ft.bitwidth]
-        if ft == x:
-            return lambda x: impl(x)
-        return lambda x: impl(np.float64(x))
+        x = context.cast(builder, args[0], sig.args[0], ft)
+        return precompiled.call(context, builder, name, lambda x: impl(x), ft(ft), [x],
+                                JIT_OPTIONS)
 
     return stub
 
@@ -195,20 +200,26 @@ def _binary(name, doc, impls):
     stub.__doc__ = doc
     call = _make_python_caller(stub, 2)
 
-    @overload(stub, jit_options=JIT_OPTIONS)
-    def _ol(a, b):
-        if isinstance(a, types.Integer) and isinstance(b, types.Integer) and "int" in impls:
-            int_impl = impls["int"]  # a plain function global: Numba cannot type the dict
-            return lambda a, b: int_impl(a, b)
-        fa, fb = _as_float_type(a), _as_float_type(b)
-        if fa is None or fb is None:
-            return None
-        # integers are treated as "weak" like Python scalars under NEP 50: f32 op int -> f32
-        floats = [t for t in (a, b) if isinstance(t, types.Float)]
-        bits = 32 if floats and all(t.bitwidth == 32 for t in floats) else 64
-        impl = impls[bits]
-        cast = np.float32 if bits == 32 else np.float64
-        return lambda a, b: impl(cast(a), cast(b))
+    @type_callable(stub)
+    def _type(context):
+        def typer(a, b):
+            if isinstance(a, types.Integer) and isinstance(b, types.Integer) and "int" in impls:
+                return a if a == b else None
+            if _as_float_type(a) is None or _as_float_type(b) is None:
+                return None
+            # integers are "weak" like Python scalars under NEP 50: f32 op int -> f32
+            floats = [t for t in (a, b) if isinstance(t, types.Float)]
+            return types.float32 if floats and all(t.bitwidth == 32 for t in floats) \
+                else types.float64
+        return typer
+
+    @lower_builtin(stub, types.Any, types.Any)
+    def _lower(context, builder, sig, args):
+        rt = sig.return_type
+        impl = impls["int" if isinstance(rt, types.Integer) else rt.bitwidth]
+        ab = [context.cast(builder, v, t, rt) for v, t in zip(args, sig.args)]
+        return precompiled.call(context, builder, name, lambda a, b: impl(a, b), rt(rt, rt),
+                                ab, JIT_OPTIONS)
 
     return stub
 
