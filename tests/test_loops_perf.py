@@ -336,7 +336,8 @@ def test_loop_module_helpers():
         return view(a, (3, 4)), view(a[2:8], (2, np.int32(3))), view(a[4:5], (1, 1, 1))
 
     a = np.arange(12.0)
-    for got, want in zip(views(a), (a.reshape(3, 4), a[2:8].reshape(2, 3), a[4:5].reshape(1, 1, 1))):
+    wants = (a.reshape(3, 4), a[2:8].reshape(2, 3), a[4:5].reshape(1, 1, 1))
+    for got, want in zip(views(a), wants):
         np.testing.assert_array_equal(got, want)
         assert got.flags.c_contiguous and np.shares_memory(got, a)
     got = views(a)[0]

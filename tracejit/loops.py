@@ -316,6 +316,7 @@ def _first_that_runs(compiled, host):
             chosen.append(host)
             out = host(*args)
         return out
+    run.compile_ahead = getattr(compiled, "compile_ahead", [])
     return run
 
 

@@ -33,6 +33,7 @@ import numba
 from numba.core.errors import NumbaError
 
 from .. import config
+from . import ahead
 
 lock = threading.RLock()  # loading modules and first calls (compiles) one at a time
 MODULES: dict[str, object] = {}  # kernel modules imported by this process, by module name
@@ -168,6 +169,8 @@ class TieredKernel:
                 return self.fn(*args)
             if self.par is not None and load_cached(self.par, args):
                 self.fn = self.par  # a warm disk cache: the parallel variant at once
+            for ahead in AHEAD:  # a worker may be compiling it: wait, then load it
+                ahead.claim(self.fn)
             try:
                 out = self.fn(*args)
             except NumbaError:
@@ -214,21 +217,49 @@ _first_calls = 0  # executables' first calls in progress (see first_call)
 _quiet = threading.Condition()
 
 
+AHEAD: list = []  # ahead.Ahead of first calls in progress: compiles shared with workers
+
+
 @contextlib.contextmanager
-def first_call():
+def first_call(kernels=()):
     """Around an executable's first call: background compiles of parallel variants start
     after it. Numba compiles one function at a time, so a parallel variant compiling in the
     background made the next kernel's serial compile wait for it (W8's first call, three
-    kernels: 8.7 s, 4.5 s of it waiting)."""
+    kernels: 8.7 s, 4.5 s of it waiting). `kernels`: the [(TieredKernel, signature)] the
+    call will first run, in order; the ones not in the disk cache compile in parallel
+    (ahead.py)."""
     global _first_calls
     with _quiet:
         _first_calls += 1
+    jobs = {}
+    for tk, sig in kernels:
+        if not tk.ok and not (tk.par is not None and cached(tk.par, sig)) and \
+                not cached(tk.ser, sig):
+            jobs.setdefault(tk.ser, sig)
+    started = ahead.start(list(jobs.items()))
+    if started is not None:
+        AHEAD.append(started)
     try:
         yield
     finally:
+        if started is not None:
+            AHEAD.remove(started)
         with _quiet:
             _first_calls -= 1
             _quiet.notify_all()
+
+
+def cached(dispatcher, sig) -> bool:
+    """Whether Numba's disk cache holds `dispatcher` compiled for `sig` (or it is compiled
+    here already); True when that cannot be told (nothing is then compiled ahead)."""
+    try:
+        if sig in dispatcher.overloads:
+            return True
+        cache = dispatcher._cache
+        key = cache._index_key(sig, dispatcher.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001  (Numba internals moved)
+        return True
 
 
 def wait_compiled() -> None:

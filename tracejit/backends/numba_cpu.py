@@ -16,6 +16,7 @@ import hashlib
 import re
 import sys
 
+import numba
 import numpy as np
 
 from .. import config, fusion
@@ -297,6 +298,11 @@ class CompiledKernel(TieredKernel):
 
 
 # ----- driver -----
+def _c_array(aval):
+    """The Numba type of a C-contiguous array of aval (shape () carried as (1,))."""
+    return numba.types.Array(numba.from_dtype(aval.dtype), max(aval.ndim, 1), "C")
+
+
 def _product(e) -> str | None:
     """How a matmul step runs: "ours" (blas.matmul on Numba's threads: 2-D float operands,
     big enough for OpenBLAS to thread, scipy and threadpoolctl there), "single" (2-D float,
@@ -357,6 +363,10 @@ class Executable:
             names[v.id] = f"x{i}"
             lines.append(f"    x{i} = _asarray(x{i}, np.{v.aval.dtype.name})")
         views = set()  # values that may alias an input: copied if returned
+        # each name's expected Numba type (C-contiguous arrays; None where not known), so the
+        # first call's kernel compiles can be shared out before it runs (ahead.py)
+        typed = {f"x{i}": _c_array(v.aval) for i, v in enumerate(g.inputs)}
+        self.ahead = []
 
         def ref(a, steady=False):
             if isinstance(a, Literal):
@@ -366,6 +376,7 @@ class Executable:
                     # one value repeated (a scatter's zeros): a zero-stride view, read from
                     # one cache line instead of a copy of its size
                     glb[key] = np.broadcast_to(a.val.flat[0], a.val.shape)
+                typed[key] = numba.typeof(glb[key])
                 return key
             return names[a.id]
 
@@ -386,12 +397,14 @@ class Executable:
                 e = item.eqn  # a loop or a branch: its body plans, compiled by this backend
                 key = f"S{len(glb)}"
                 glb[key] = e.prim.step(e, sys.modules[__name__])
+                self.ahead += getattr(glb[key], "compile_ahead", [])
                 args = [ref(a) if not (isinstance(a, Var) and a.aval.ndim == 0) else
                         f"{ref(a)}.reshape(())" for a in e.inputs]
                 outs = [f"t{v.id}" for v in e.outputs]
                 lines.append(f"    {', '.join(outs)}, = {key}({', '.join(args)})")
                 for v in e.outputs:
                     names[v.id] = f"t{v.id}"
+                    typed[f"t{v.id}"] = _c_array(v.aval)  # fresh arrays (a guess)
                     lines.append(f"    t{v.id} = _asarray(t{v.id}, np.{v.aval.dtype.name})"
                                  f".reshape({v.aval.shape or (1,)!r})")
                 continue
@@ -404,6 +417,7 @@ class Executable:
                     views.add(out.id)
                 else:
                     glb[key] = e.prim.impl
+                    typed[f"t{out.id}"] = _c_array(out.aval)  # a fresh array (a guess)
                 args = [ref(a) if not (isinstance(a, Var) and a.aval.ndim == 0) else
                         f"{ref(a)}.reshape(())" for a in e.inputs]
                 if _product(e) == "ours":
@@ -424,6 +438,7 @@ class Executable:
             ck.slot = (glb, key)
             for v in item.outputs:
                 names[v.id] = f"t{v.id}"
+                typed[f"t{v.id}"] = _c_array(v.aval)
                 shape = v.aval.shape or (1,)
                 dt = f"np.{v.aval.dtype.name}"
                 if self.reuse:
@@ -434,10 +449,16 @@ class Executable:
                     lines.append(f"    t{v.id} = _empty({shape!r}, {dt})")
             sizes = [str(d) for d in (item.space or (1,))]
             ins = []
+            sig = [numba.int64] * len(sizes)
             for a in ck.gen.inputs:
                 r = ref(a)
                 ins.append(f"{r}.reshape(1)" if a.aval.ndim == 0 and isinstance(a, Var) else r)
+                sig.append(_c_array(a.aval) if a.aval.ndim == 0 and isinstance(a, Var)
+                           else typed.get(r))
             outs = [f"t{v.id}" for v in item.outputs]
+            sig += [typed[o] for o in outs]
+            if None not in sig:
+                self.ahead.append((ck, tuple(sig)))
             lines.append(f"    {key}({', '.join(sizes + ins + outs)})")
         rets = []
         for o in g.outputs[:-1] if self.rerun else g.outputs:
@@ -465,8 +486,9 @@ class Executable:
         return self.run(*args)
 
     def first_call(self):
-        """The context of this executable's first call (its kernels' tiered compiles wait)."""
-        return first_call()
+        """The context of this executable's first call: its kernels' tiered compiles wait,
+        and the ones it needs compile in parallel where they can (ahead.py)."""
+        return first_call(self.ahead)
 
     def explain(self) -> str:
         parts = [fusion.describe(self.items), "--- driver ---", self.driver_source]

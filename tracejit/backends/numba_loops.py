@@ -40,6 +40,7 @@ import ast
 import types as pytypes
 from collections import Counter
 
+import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.core import cgutils
@@ -286,6 +287,11 @@ def compiled_scan(eqn, plan: fusion.Plan, backend):
         carry = loop(length, reverse, *arrs, *ys, *[np.empty(s, dt) for s, dt in scratch])
         return list(carry) + ys
     run_scan.source, run_scan.loop = src, loop
+    outer = [v.aval for v in eqn.inputs]  # the xs stacked, as run_scan passes them
+    arrays = [a.shape for a in outer + y_avals] + [s for s, _ in scratch]
+    dtypes = [a.dtype for a in outer + y_avals] + [dt for _, dt in scratch]
+    run_scan.compile_ahead = [(loop, (types.int64, types.boolean) + tuple(
+        types.Array(numba.from_dtype(dt), max(len(s), 1), "C") for s, dt in zip(arrays, dtypes)))]
     return run_scan
 
 
