@@ -78,6 +78,18 @@ def test_a_stuck_worker_is_stopped(tmp_path, monkeypatch):
     assert not a.live  # killed, reaped
 
 
+def test_a_worker_using_no_cpu_counts_as_stuck(tmp_path, monkeypatch):
+    """A worker waiting on a lock a thread of the parent held at the fork uses no CPU: it is
+    stopped after STALL seconds, long before PATIENCE."""
+    monkeypatch.setattr(ahead, "STALL", 0.5)
+    asleep = FakeJob(tmp_path, "asleep", seconds=60)
+    a = ahead.Ahead([(FakeJob(tmp_path, "first"), ()), (asleep, ())], 1)
+    time.sleep(0.1)
+    t = time.perf_counter()
+    a.claim(asleep)
+    assert 0.3 < time.perf_counter() - t < 10 and not os.path.exists(asleep.path)
+
+
 def test_start_needs_two_jobs_and_workers(tmp_path, monkeypatch):
     jobs = [(FakeJob(tmp_path, f"j{i}"), ()) for i in range(3)]
     assert ahead.start(jobs[:1]) is None

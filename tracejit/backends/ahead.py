@@ -13,15 +13,17 @@ result from the disk cache; one nobody has taken yet it compiles itself.
 
 A worker that fails or dies only means a compile here. Forking is safe at that moment
 because the forking thread holds Numba's compiler lock (no other thread is inside Numba or
-LLVM) and tracejit's kernel lock; a worker only compiles, writes cache files and leaves by
+LLVM) and tracejit's kernel lock (the caller's); a worker only compiles, writes cache files and leaves by
 os._exit. Where fork is missing (Windows) or workers are off (`TRACEJIT_COMPILE_WORKERS=0`)
 nothing changes.
 """
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -30,6 +32,7 @@ from .. import config
 
 FREE, WORKER, DONE, FAILED, HERE = 0, 1, 2, 3, 4  # a job's state, one byte each
 PATIENCE = 120.0  # seconds the calling process waits for one worker's compile
+STALL = 2.0  # seconds a worker may use no CPU before it counts as stuck
 
 
 class Ahead:
@@ -45,9 +48,10 @@ class Ahead:
         self.states[0] = HERE  # the calling process compiles the first job itself
         self.live: set[int] = set()  # workers not yet exited
         self.pids: dict[int, int] = {}
+        from llvmlite.binding import ffi
         from numba.core.compiler_lock import global_compiler_lock
-        from .kernel_cache import lock
-        with global_compiler_lock, lock, warnings.catch_warnings():
+        llvm = getattr(getattr(ffi, "lib", None), "_lock", None) or contextlib.nullcontext()
+        with global_compiler_lock, llvm, warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12)
             for w in range(n_workers):
                 try:
@@ -66,6 +70,9 @@ class Ahead:
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, 1)  # Numba's warnings were the parent's to give, at its compile
             os.dup2(null, 2)
+            # new stream objects: a parent thread may have held the old ones' locks
+            sys.stdout = sys.stderr = open(os.devnull, "w")
+            warnings.simplefilter("ignore")
             while True:
                 with self.lock:
                     k = next((i for i in range(len(self.jobs)) if self.states[i] == FREE),
@@ -103,15 +110,33 @@ class Ahead:
                     return
             finally:
                 self.lock.release()
-        deadline = time.monotonic() + PATIENCE
+        start = moved = checked = time.monotonic()
+        busy = None
         while self.states[k] == WORKER and self.owners[k] in self.live:
-            if time.monotonic() > deadline:  # a stuck worker: stop it, compile here
+            now = time.monotonic()
+            if now - checked > 0.1:  # a compile keeps its worker busy; one that is not is
+                checked = now  # waiting for a lock a thread of ours held at the fork
+                used = _cpu_ticks(self.pids[self.owners[k]])
+                if used is None or used != busy:
+                    busy, moved = used, now
+            if now - moved > STALL or now - start > PATIENCE:  # stop it, compile here
                 try:
                     os.kill(self.pids[self.owners[k]], signal.SIGKILL)
                 except OSError:
                     pass
                 return
             time.sleep(0.002)
+
+
+def _cpu_ticks(pid: int):
+    """CPU time a process has used (Linux: /proc), or None where that cannot be read (then
+    only PATIENCE bounds the wait)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def start(jobs: list) -> Ahead | None:

@@ -236,7 +236,8 @@ def first_call(kernels=()):
         if not tk.ok and not (tk.par is not None and cached(tk.par, sig)) and \
                 not cached(tk.ser, sig):
             jobs.setdefault(tk.ser, sig)
-    started = ahead.start(list(jobs.items()))
+    with lock:  # no thread is loading or first-calling a kernel while the workers fork
+        started = ahead.start(list(jobs.items()))
     if started is not None:
         AHEAD.append(started)
     try:
