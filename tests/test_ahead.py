@@ -15,6 +15,14 @@ from tracejit.backends import ahead
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="workers are forked")
 
 
+def taken(a, k):
+    """Wait until a worker has taken job k (a loaded machine may start it late)."""
+    deadline = time.time() + 30
+    while a.states[k] == ahead.FREE and time.time() < deadline:
+        time.sleep(0.005)
+    assert a.states[k] in (ahead.WORKER, ahead.DONE)
+
+
 class FakeJob:
     """A dispatcher whose compile writes a marker file (in the worker that runs it)."""
 
@@ -32,7 +40,8 @@ class FakeJob:
 def test_workers_take_the_jobs_after_the_first(tmp_path):
     jobs = [FakeJob(tmp_path, f"j{i}", 0.05) for i in range(4)]
     a = ahead.Ahead([(j, (i,)) for i, j in enumerate(jobs)], 2)
-    for j in jobs[1:]:
+    for k, j in enumerate(jobs[1:], 1):
+        taken(a, k)
         a.claim(j)  # returns when a worker has compiled it
         assert open(j.path).read() in ("(1,)", "(2,)", "(3,)")
     assert not os.path.exists(jobs[0].path)  # the first job is the caller's
@@ -42,7 +51,7 @@ def test_workers_take_the_jobs_after_the_first(tmp_path):
 def test_a_job_no_worker_started_is_the_callers(tmp_path):
     slow, other = FakeJob(tmp_path, "slow", 0.5), FakeJob(tmp_path, "other")
     a = ahead.Ahead([(FakeJob(tmp_path, "first"), ()), (slow, ()), (other, ())], 1)
-    time.sleep(0.1)  # the one worker is inside `slow`
+    taken(a, 1)  # the one worker is inside `slow`
     t = time.perf_counter()
     a.claim(other)
     assert time.perf_counter() - t < 0.3  # not waited for
@@ -58,6 +67,7 @@ def test_a_worker_that_dies_is_not_waited_for(tmp_path):
     dead = FakeJob(tmp_path, "dead", die=True)
     a = ahead.Ahead([(FakeJob(tmp_path, "first"), ()), (dead, ()), (FakeJob(tmp_path, "x"), ())],
                     1)
+    taken(a, 1)
     t = time.perf_counter()
     a.claim(dead)
     assert time.perf_counter() - t < 30 and not os.path.exists(dead.path)
@@ -68,7 +78,7 @@ def test_a_stuck_worker_is_stopped(tmp_path, monkeypatch):
     monkeypatch.setattr(ahead, "PATIENCE", 0.3)
     stuck = FakeJob(tmp_path, "stuck", seconds=60)
     a = ahead.Ahead([(FakeJob(tmp_path, "first"), ()), (stuck, ())], 1)
-    time.sleep(0.1)
+    taken(a, 1)
     t = time.perf_counter()
     a.claim(stuck)
     assert time.perf_counter() - t < 5
@@ -84,7 +94,7 @@ def test_a_worker_using_no_cpu_counts_as_stuck(tmp_path, monkeypatch):
     monkeypatch.setattr(ahead, "STALL", 0.5)
     asleep = FakeJob(tmp_path, "asleep", seconds=60)
     a = ahead.Ahead([(FakeJob(tmp_path, "first"), ()), (asleep, ())], 1)
-    time.sleep(0.1)
+    taken(a, 1)
     t = time.perf_counter()
     a.claim(asleep)
     assert 0.3 < time.perf_counter() - t < 10 and not os.path.exists(asleep.path)

@@ -11,11 +11,13 @@ are already imported) take the others in order, each into Numba's disk cache. Wh
 reaches a kernel a worker has taken, it waits for that worker's compile and loads the
 result from the disk cache; one nobody has taken yet it compiles itself.
 
-A worker that fails or dies only means a compile here. Forking is safe at that moment
-because the forking thread holds Numba's compiler lock (no other thread is inside Numba or
-LLVM) and tracejit's kernel lock (the caller's); a worker only compiles, writes cache files and leaves by
-os._exit. Where fork is missing (Windows) or workers are off (`TRACEJIT_COMPILE_WORKERS=0`)
-nothing changes.
+A worker that fails or dies only means a compile here. The fork happens while the forking
+thread holds tracejit's kernel lock, Numba's compiler lock and llvmlite's lock, so no other
+thread is loading a kernel or inside Numba or LLVM (a lock another thread held at the fork
+stays held in the worker forever); a worker gets fresh stdio objects, only compiles, writes
+cache files and leaves by os._exit. A worker that uses no CPU for STALL seconds is waiting
+for some other lock all the same: it is stopped and the caller compiles. Where fork is
+missing (Windows) or workers are off (`TRACEJIT_COMPILE_WORKERS=0`) nothing changes.
 """
 from __future__ import annotations
 
