@@ -37,7 +37,7 @@ class FakeJob:
             f.write(repr(sig))
 
 
-def test_workers_take_the_jobs_after_the_first(tmp_path):
+def test_workers_take_the_jobs_the_caller_has_not(tmp_path):
     jobs = [FakeJob(tmp_path, f"j{i}", 0.05) for i in range(4)]
     a = ahead.Ahead([(j, (i,)) for i, j in enumerate(jobs)], 2)
     for k, j in enumerate(jobs[1:], 1):
@@ -50,12 +50,12 @@ def test_workers_take_the_jobs_after_the_first(tmp_path):
 
 def test_a_job_no_worker_started_is_the_callers(tmp_path):
     slow, other = FakeJob(tmp_path, "slow", 0.5), FakeJob(tmp_path, "other")
-    a = ahead.Ahead([(FakeJob(tmp_path, "first"), ()), (slow, ()), (other, ())], 1)
-    taken(a, 1)  # the one worker is inside `slow`
+    a = ahead.Ahead([(FakeJob(tmp_path, "first"), ()), (other, ()), (slow, ())], 1)
+    taken(a, 2)  # the one worker takes the last job first: it is inside `slow`
     t = time.perf_counter()
     a.claim(other)
     assert time.perf_counter() - t < 0.3  # not waited for
-    assert a.states[2] == ahead.HERE
+    assert a.states[1] == ahead.HERE
     a.claim(slow)
     assert os.path.exists(slow.path)
     while a.live:
@@ -146,8 +146,8 @@ print(json.dumps(compiled))
 @pytest.mark.parametrize("workers", ["0", "1"])
 def test_a_cold_first_call_shares_its_compiles(tmp_path, workers):
     """Grad of a scan: forward loop, loss kernel, backward loop. With a worker the calling
-    process compiles the forward loop only; the others come from the worker through the
-    disk cache. The numbers are the interpreter's either way."""
+    process compiles from the front, the worker from the back, and what the worker compiled
+    comes through the disk cache. The numbers are the interpreter's either way."""
     env = dict(os.environ, TRACEJIT_CACHE_DIR=str(tmp_path), TRACEJIT_COMPILE_WORKERS=workers)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
@@ -158,4 +158,7 @@ def test_a_cold_first_call_shares_its_compiles(tmp_path, workers):
     if workers == "0":
         assert compiled[:3] == ["loop_ser", compiled[1], "loop_ser"], compiled
     else:
-        assert compiled == ["loop_ser"], compiled  # the forward loop; the rest was the worker's
+        # the forward loop (and the loss kernel, if the worker had not started it yet); the
+        # backward loop, the last job, was the worker's
+        assert compiled in (["loop_ser"], ["loop_ser", compiled[-1]]), compiled
+        assert compiled[-1] == "loop_ser" or compiled[-1].startswith("k_"), compiled

@@ -5,11 +5,12 @@ first call that needs three loops and kernels compiled them one after another on
 W11's forward loop, loss kernel and backward loop took 0.35 + 0.16 + 0.3 s. Their
 signatures are known before the call (shapes and dtypes are static; the driver allocates
 the buffers), so at the start of an executable's first call the compiles it will need are
-shared out: the calling process compiles the first itself, and up to
+shared out: the calling process compiles them from the first on, and up to
 `config.COMPILE_WORKERS` processes forked from it (each a copy of it: the kernel modules
-are already imported) take the others in order, each into Numba's disk cache. When the call
-reaches a kernel a worker has taken, it waits for that worker's compile and loads the
-result from the disk cache; one nobody has taken yet it compiles itself.
+are already imported) from the last back, each into Numba's disk cache, so the two ends
+meet in the middle. When the call reaches a kernel a worker has taken, it waits for that
+worker's compile and loads the result from the disk cache; one nobody has taken yet it
+compiles itself.
 
 A worker that fails or dies only means a compile here. The fork happens while the forking
 thread holds tracejit's kernel lock, Numba's compiler lock and llvmlite's lock, so no other
@@ -76,9 +77,9 @@ class Ahead:
             sys.stdout = sys.stderr = open(os.devnull, "w")
             warnings.simplefilter("ignore")
             while True:
-                with self.lock:
-                    k = next((i for i in range(len(self.jobs)) if self.states[i] == FREE),
-                             None)
+                with self.lock:  # the last job still free: the caller works from the front
+                    k = next((i for i in reversed(range(len(self.jobs)))
+                              if self.states[i] == FREE), None)
                     if k is None:
                         break
                     self.states[k], self.owners[k] = WORKER, w
