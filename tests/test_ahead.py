@@ -43,7 +43,8 @@ def test_workers_take_the_jobs_the_caller_has_not(tmp_path):
     for k, j in enumerate(jobs[1:], 1):
         taken(a, k)
         a.claim(j)  # returns when a worker has compiled it
-        assert open(j.path).read() in ("(1,)", "(2,)", "(3,)")
+        with open(j.path) as f:
+            assert f.read() in ("(1,)", "(2,)", "(3,)")
     assert not os.path.exists(jobs[0].path)  # the first job is the caller's
     assert list(a.states[:]) == [ahead.HERE] + [ahead.DONE] * 3
 

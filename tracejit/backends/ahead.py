@@ -55,7 +55,9 @@ class Ahead:
         from numba.core.compiler_lock import global_compiler_lock
         llvm = getattr(getattr(ffi, "lib", None), "_lock", None) or contextlib.nullcontext()
         with global_compiler_lock, llvm, warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12)
+            # fork with threads (3.12), and JAX's at-fork hook: a worker runs no JAX, no thread
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
             for w in range(n_workers):
                 try:
                     pid = os.fork()

@@ -389,6 +389,7 @@ class Executable:
                 args = [f"{ref(a)}.reshape(1)" if a.aval.ndim == 0 else ref(a, steady=True)
                         for a in e.inputs]
                 names[out.id] = f"t{out.id}"
+                typed[f"t{out.id}"] = _c_array(out.aval)
                 lines.append(f"    t{out.id} = _empty({out.aval.shape or (1,)!r}, "
                              f"np.{out.aval.dtype.name})")
                 lines.append(f"    {key}(t{out.id}, _threads(), {', '.join(args)})")
