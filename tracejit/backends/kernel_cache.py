@@ -205,6 +205,7 @@ class TieredKernel:
         try:
             with _quiet:
                 _quiet.wait_for(lambda: _first_calls == 0)
+            parallel_runtime()
             self.par.compile(sig)
             self._use(self.par)
         except Exception:  # noqa: BLE001  (the serial loop stays: correct, only slower)
@@ -278,11 +279,22 @@ def wait_compiled() -> None:
         t.join()
 
 
+def parallel_runtime() -> None:
+    """Start Numba's threading layer before a parallel variant may come from the disk cache.
+    Numba restarts it when it loads a function with parallel loops of its own, but a loop
+    module's loop_par calls kernels whose parallel loops were themselves loaded from disk
+    when it compiled, and Numba's entry for it then forgets the restart: loaded first in a
+    new process it aborted ("Symbol not found: allocate_sched")."""
+    from numba.np.ufunc.parallel import _launch_threads
+    _launch_threads()
+
+
 def load_cached(dispatcher, args) -> bool:
     """Load `dispatcher`'s compiled code for these arguments from Numba's disk cache, if it is
     there; False (and nothing compiled) otherwise."""
     try:
         sig = tuple(numba.typeof(a) for a in args)
+        parallel_runtime()  # (only parallel variants are loaded here)
         cres = dispatcher._cache.load_overload(sig, dispatcher.targetctx)
         if cres is None:
             return False
