@@ -2,9 +2,12 @@
 BLAS/reshape steps called from a compiled loop, so a step costs no Python and allocates
 nothing. The module holds the loop twice (kernel_cache.TieredKernel picks one):
 
-    loop_ser  every body kernel's serial variant, inlined at Numba IR level (`S0`): one
-              function to compile, what a first call on a cold cache runs (W11's first call,
-              forward + backward loop: the kernels' parfor compiles were 1.5 s of 2.7 s)
+    loop_ser  every body kernel's serial variant inlined as statements (`_inlined`: its
+              locals renamed, its parameters the loop's names): one function to compile,
+              what a first call on a cold cache runs (W11's first call, forward + backward
+              loop: the kernels' parfor compiles were 1.5 s of 2.7 s; Numba's own
+              inline='always' deep-copied and retyped each kernel, and Numba's reshape
+              compiled a subroutine per type: `view` builds the view in place instead)
     loop_par  a kernel over at least numba_cpu.SERIAL_BELOW elements as its parallel variant
               (`P0`, from its own cached module), when the body calls no BLAS (whose spinning
               threads would fight a parallel loop): W11's forward loop, 1024x1024 per step,
@@ -12,20 +15,22 @@ nothing. The module holds the loop twice (kernel_cache.TieredKernel picks one):
               background after the first call and replaces loop_ser when ready; a new
               process finds it in the disk cache and runs it at once.
 
-    from tracejit_k_<digest> import k_mul_.._ser as _S0     # the body's kernels, cached
-    S0 = njit(inline='always', ...)(_S0.py_func)
-    from tracejit_k_<digest> import k_mul_.._par as P0
+    from tracejit_k_<digest> import k_mul_.._par as P0     # the body's kernels, cached
+    from tracejit_k_<digest> import c1 as K0_c1             # a kernel's module constant
     @njit(cache=True, ...)
     def loop_ser(length, reverse, c0, k0, s0, y0, t3):
         for i in range(length):                 # t3: a scratch buffer (every buffer the
             t = length - 1 - i if reverse else i  # body writes), allocated by the caller
             t5 = y0[t]                          # a y written in place
-            S0(16, 16, c0, k0, s0[t], t3, t5)
+            for i0_0 in range(16):              # kernel 0's statements, `_0` its locals
+                v0_0 = c0[i0_0] * k0[i0_0] + s0[t]
+                t3[i0_0] = v0_0 * K0_c1
+                t5[i0_0] = v0_0
             n0 = t3                             # carries double-buffered: the new carry's
             t3 = k0                             # buffer swaps with the old one
             k0 = n0
         return (k0,)
-    def loop_par(...): the same, calling P0
+    def loop_par(...): the same, calling P0(16, c0, k0, s0[t:t + 1], t3, t5)
 
 The loop is a generated module written to the kernel cache (kernel_cache.load), so Numba's
 disk cache holds its machine code: a new process, or the same loop with another trip count

@@ -13,10 +13,10 @@ from numba.extending import intrinsic
 # vectorization).  fastmath is set explicitly so it is not inherited from the caller; we
 # allow 'contract' (FMA) only, and every algorithm below is exact-enough with or without
 # fusion.  forceinline guarantees LLVM inlines us into the caller's loop body. JIT_OPTIONS
-# compile the public entry points (overloads, called from njit code only: no Python or C
-# wrapper); the scalar functions below them (`kernel`) are inlined into those at Numba IR
-# level, so they take their flags, and a first call compiles one function per entry point,
-# not one per helper (each a whole Numba compile: a cold tanh took 0.3 s, now 0.15 s).
+# compile the public entry points (called from njit code only: no Python or C wrapper; once
+# per install, precompiled.py); the scalar functions below them (`kernel`) are inlined into
+# those at Numba IR level, so they take their flags, and an entry is one function to
+# compile, not one per helper (each a whole Numba compile: a cold tanh took 0.3 s, 0.15 s).
 JIT_OPTIONS = dict(fastmath={"contract"}, error_model="numpy", forceinline=True, nogil=True,
                    no_cpython_wrapper=True, no_cfunc_wrapper=True)
 kernel = numba.njit(inline="always", fastmath={"contract"}, error_model="numpy", nogil=True)
