@@ -96,6 +96,9 @@ def call(context, builder, name: str, pyfunc, sig, args, jit_options: dict):
             fn.name = symbol if fn.name == cres.fndesc.mangled_name else f"{symbol}_{n}"
             fn.linkage = ll.Linkage.weak_odr
             n += 1
+        if symbol not in {fn.name for fn in mod.functions if not fn.is_declaration}:
+            raise RuntimeError(f"vecmath entry {name}{sig}: Numba's function for it was not "
+                               f"found in its module (Numba's naming changed?)")
         return mod.as_bitcode()
 
     bc = _bitcode(key, compile_entry)
