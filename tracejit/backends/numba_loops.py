@@ -45,7 +45,6 @@ import ast
 import types as pytypes
 from collections import Counter
 
-import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.core import cgutils
@@ -54,10 +53,10 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
 from .. import fusion
-from ..ir import Literal
+from ..ir import Aval, Literal
 from ..primitives import CONTRACT
 from . import kernel_cache
-from .numba_cpu import _FLAGS
+from .numba_cpu import _FLAGS, _c_array
 
 _INLINE = _FLAGS.replace(", cache=True", "")  # a serial kernel, compiled into loop_ser
 # loop_par: its kernels are functions of their own, with their flags
@@ -292,11 +291,10 @@ def compiled_scan(eqn, plan: fusion.Plan, backend):
         carry = loop(length, reverse, *arrs, *ys, *[np.empty(s, dt) for s, dt in scratch])
         return list(carry) + ys
     run_scan.source, run_scan.loop = src, loop
-    outer = [v.aval for v in eqn.inputs]  # the xs stacked, as run_scan passes them
-    arrays = [a.shape for a in outer + y_avals] + [s for s, _ in scratch]
-    dtypes = [a.dtype for a in outer + y_avals] + [dt for _, dt in scratch]
-    run_scan.compile_ahead = [(loop, (types.int64, types.boolean) + tuple(
-        types.Array(numba.from_dtype(dt), max(len(s), 1), "C") for s, dt in zip(arrays, dtypes)))]
+    # the loop's signature, as run_scan calls it (the xs stacked), for ahead.py
+    arrays = [v.aval for v in eqn.inputs] + y_avals + [Aval(s, dt) for s, dt in scratch]
+    run_scan.compile_ahead = [(loop, (types.int64, types.boolean) +
+                               tuple(_c_array(a) for a in arrays))]
     return run_scan
 
 
