@@ -92,6 +92,24 @@ def test_a_stuck_worker_is_stopped(tmp_path, monkeypatch, limit):
     assert not a.live  # killed, reaped
 
 
+_WARN_AT_FORK: list = []
+os.register_at_fork(before=lambda: _WARN_AT_FORK and __import__("warnings").warn(
+    "os.fork() was called. os.fork() is incompatible with multithreaded code, and JAX is "
+    "multithreaded, so this will likely lead to a deadlock.", RuntimeWarning))
+
+
+def test_no_warning_from_an_at_fork_hook_like_jaxs(tmp_path, recwarn):
+    """JAX warns at every fork once it runs; a worker runs no JAX, so that warning is not
+    passed on to the user."""
+    _WARN_AT_FORK.append(True)
+    try:
+        a = ahead.Ahead([(FakeJob(tmp_path, "first"), ()), (FakeJob(tmp_path, "j"), ())], 1)
+    finally:
+        _WARN_AT_FORK.clear()
+    a.claim(a.jobs[1][0])
+    assert not [w for w in recwarn if "os.fork" in str(w.message)]
+
+
 def test_start_needs_two_jobs_and_workers(tmp_path, monkeypatch):
     jobs = [(FakeJob(tmp_path, f"j{i}"), ()) for i in range(3)]
     assert ahead.start(jobs[:1]) is None

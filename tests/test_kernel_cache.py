@@ -205,3 +205,16 @@ def test_a_parallel_loop_compiled_over_cached_kernels_loads_in_a_new_process(tmp
     # new process (the last bits may differ from a loop compiled in-process: noted on #13)
     for _ in range(2):
         np.testing.assert_allclose(run(), first, rtol=1e-13)
+
+
+def test_first_calls_freeze_the_collectors_objects():
+    """While an executable's first call compiles, the objects there were before it are
+    frozen (no full collections over them); after the last first call they are not."""
+    import gc
+    assert gc.get_freeze_count() == 0
+    with kernel_cache.first_call():
+        assert gc.get_freeze_count() > 0
+        with kernel_cache.first_call():  # another thread's first call, nested
+            pass
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0

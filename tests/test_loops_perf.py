@@ -178,6 +178,8 @@ def test_numba_loop_runs_large_kernels_in_parallel():
         run = compiled_scan(eqn, plan, be)
         ser = run.source.split("def loop_ser")[1].split("def loop_par")[0]
         assert "S0(" not in ser and re.search(r"\bv\d+_0 = ", ser), run.source  # inlined
+        # parameters given a name or a size are that name or size, not variables of their own
+        assert not re.search(r"\b[no]\d+_0 = ", ser), run.source  # sizes, outputs
         assert ("_par as P0" in run.source) == ("def loop_par" in run.source) == (size == n)
         args = [np.asarray(a, v.aval.dtype) for a, v in zip([W, b, h], eqn.inputs)]
         want = eqn.prim.impl(*args, **eqn.params)
